@@ -1,0 +1,53 @@
+"""color.py: PIL-exact 'L' in torch, YCbCr round trips, range helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from restoration.data.color import (
+    gray_chroma_to_rgb,
+    rgb_to_gray_u8,
+    rgb_to_ycbcr,
+    signed_to_u8,
+    u8_to_signed,
+    ycbcr_to_rgb,
+)
+
+
+def pil_gray(rgb_hwc: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb_hwc, "RGB").convert("L"))
+
+
+def test_gray_equals_pil_bit_for_bit_on_random_and_extreme_values():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (64, 80, 3), dtype=np.uint8) for _ in range(4)]
+    # every value of each channel at least once, plus the corners of the cube
+    ramp = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1).astype(np.uint8)
+    images.append(np.concatenate([ramp, ramp[..., :1]], -1))
+    images.append(np.concatenate([ramp[..., :1], ramp], -1))
+    for rgb in images:
+        ours = rgb_to_gray_u8(torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0))[0, 0].numpy()
+        np.testing.assert_array_equal(ours, pil_gray(rgb))
+
+
+def test_gray_on_real_photos(shared_photos):
+    for path in shared_photos[:6]:
+        rgb = np.array(Image.open(path).convert("RGB"))
+        ours = rgb_to_gray_u8(torch.from_numpy(rgb).permute(2, 0, 1))[0].numpy()
+        np.testing.assert_array_equal(ours, pil_gray(rgb))
+
+
+def test_ycbcr_round_trip_and_luma_preserved():
+    rgb = torch.rand(2, 3, 16, 16)
+    np.testing.assert_allclose(ycbcr_to_rgb(rgb_to_ycbcr(rgb)).numpy(), rgb.numpy(), atol=1e-5)
+    gray = torch.rand(2, 1, 16, 16) * 0.5 + 0.25
+    chroma = (torch.rand(2, 2, 16, 16) - 0.5) * 0.1
+    out = gray_chroma_to_rgb(gray, chroma)
+    np.testing.assert_allclose(rgb_to_ycbcr(out)[:, :1].numpy(), gray.numpy(), atol=1e-5)
+
+
+def test_signed_u8_round_trip():
+    u8 = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(signed_to_u8(u8_to_signed(u8)), u8)
