@@ -1,0 +1,40 @@
+"""Loss weights and GAN settings of every stage (one flat section: `loss.*` in the YAML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class LossConfig:
+    """Weights default to a recipe that trains from random weights on small data (the demo); the 512 presets
+    follow the MAT paper for the inpainter (adversarial + 0.1 perceptual, R1 gamma 10 every 16 steps)."""
+
+    # MAT (inpaint, joint)
+    mat_adv: float = 1.0  # non-saturating logistic, both discriminator heads
+    mat_l1_hole: float = 1.0  # L1 on the lost pixels' luma; 0 in the pure MAT recipe
+    mat_perceptual: float = 0.0  # 0.1 in MAT; needs perceptual_weights
+    perceptual_weights: Path | None = None  # local VGG-19 (torchvision layout) weights file
+    mat_truncation: float = 0.5  # MAT trains with truncation psi 0.5 (w pulled halfway to w_avg)
+    r1_gamma: float = 10.0
+    r1_every: int = 16
+    # colorizer (colorize, joint)
+    color_gan: Literal["logistic", "hinge"] = "logistic"
+    color_adv: float = 0.1
+    chroma_l1: float = 10.0
+    ssim: float = 1.0
+    hue_hist: float = 1.0
+    # joint: how strongly the colorizer's losses reach MAT (through the lost pixels only)
+    joint_color_to_mat: float = 1.0
+    # gan_baseline (the original notebook: BCE + 100 * L1)
+    baseline_l1: float = 100.0
+    # detector
+    detector_dice: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.r1_every < 1:
+            raise ValueError(f"loss.r1_every must be >= 1, got {self.r1_every}")
+        if self.mat_perceptual > 0 and self.perceptual_weights is None:
+            raise ValueError("loss.mat_perceptual > 0 needs loss.perceptual_weights (a local VGG-19 weights file)")

@@ -1,0 +1,180 @@
+"""The trainer end to end on the tiny config: every stage, 2 synced CPU ranks, SIGKILL + resume, SIGTERM, MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from restoration.preemption import REQUEUE_EXIT_CODE
+from restoration.train import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+
+
+def synthetic_photos(folder: Path, count: int, size: int = 96, seed: int = 0) -> Path:
+    """Smooth color images with shapes: enough structure and hue variety for tiny training runs."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
+        base = np.stack([np.sin(6 * xx * rng.uniform(0.5, 2) + rng.uniform(0, 6)) for _ in range(3)], -1)
+        img = ((base * 0.5 + 0.5) * rng.uniform(60, 255, size=3)).astype(np.uint8)
+        x0, y0 = rng.integers(0, size // 2, size=2)
+        img[y0 : y0 + size // 3, x0 : x0 + size // 3] = rng.integers(0, 256, size=3)
+        _ = yy
+        Image.fromarray(img).save(folder / f"photo_{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    from data_prep.build_shards import build_photo_shards
+
+    base = tmp_path_factory.mktemp("tiny-data")
+    photos = synthetic_photos(base / "photos", 24)
+    out = base / "shards"
+    build_photo_shards(photos, out, size=64, val_fraction=0.25, samples_per_shard=6, workers=1, seed=0)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def overrides(tmp_path: Path, shards: Path, *extra: str) -> list[str]:
+    return [f"run.output_dir={tmp_path / 'runs'}", f"data.root={shards}", *extra]
+
+
+def mlflow_client(tmp_path: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+
+
+def the_run(tmp_path: Path, name: str):
+    client = mlflow_client(tmp_path)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.mlflow.runName = '{name}'"
+    )
+    assert len(runs) == 1, f"expected one MLflow run named {name}, got {len(runs)}"
+    return client, runs[0]
+
+
+@pytest.mark.parametrize("stage", ["detector", "inpaint", "colorize", "joint", "gan_baseline"])
+def test_every_stage_trains_evaluates_and_exports(stage, tmp_path, tiny_shards):
+    rc = main([str(TINY), *overrides(tmp_path, tiny_shards, f"stage={stage}", f"run.name={stage}")])
+    assert rc == 0
+    run_dir = tmp_path / "runs" / stage
+    assert (run_dir / "final" / "pipeline.json").is_file()
+    assert json.loads((run_dir / "final" / "pipeline.json").read_text())["stage"] == stage
+    assert any(run_dir.glob("final/*.safetensors"))
+    client, run = the_run(tmp_path, stage)
+    history = client.get_metric_history(run.info.run_id, "val/score")
+    assert history and all(0.0 <= m.value <= 1.0 or m.value > -1 for m in history)
+    if stage == "detector":
+        assert client.get_metric_history(run.info.run_id, "val/mask_iou")
+
+
+def test_joint_starts_from_other_stages_exports(tmp_path, tiny_shards):
+    assert main([str(TINY), *overrides(tmp_path, tiny_shards, "stage=inpaint", "run.name=a", "run.max_steps=1")]) == 0
+    assert main([str(TINY), *overrides(tmp_path, tiny_shards, "stage=colorize", "run.name=b", "run.max_steps=1")]) == 0
+    a, b = tmp_path / "runs" / "a" / "final", tmp_path / "runs" / "b" / "final"
+    rc = main(
+        [str(TINY), *overrides(tmp_path, tiny_shards, "stage=joint", "run.name=c", "run.max_steps=1"),
+         f"init.from_weights=[{a},{b}]"]
+    )  # fmt: skip
+    assert rc == 0
+
+
+def launch_two_ranks(tmp_path: Path, shards: Path, *extra: str, cwd: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "launch" / "cpu.yaml"),
+        "--main_process_port", str(free_port()), "-m", "restoration.train", str(TINY),
+        *overrides(tmp_path, shards, *extra),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    log = open(tmp_path / "launch.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_two_synced_cpu_ranks_train_evaluate_checkpoint_and_log(tmp_path, tiny_shards):
+    proc = launch_two_ranks(tmp_path, tiny_shards, "run.name=ddp", "run.max_steps=4", cwd=tmp_path)
+    assert proc.wait(timeout=600) == 0, (tmp_path / "launch.log").read_text()[-4000:]
+    run_dir = tmp_path / "runs" / "ddp"
+    report = json.loads((run_dir / "replicas.json").read_text())
+    assert report["num_processes"] == 2
+    assert report["distributed_type"] == "MULTI_CPU"
+    assert report["in_sync"] is True
+    assert len(report["checksums"]) == 2
+    assert report["checksums"][0] == report["checksums"][1]
+    client, run = the_run(tmp_path, "ddp")
+    assert run.data.params["world_size"] == "2"
+    assert "optim.lr" in run.data.params
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/g_loss")]
+    assert steps and max(steps) == 4
+    assert client.get_metric_history(run.info.run_id, "val/score")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "config.yaml" in artifacts
+    assert "final" in artifacts
+    images = client.list_artifacts(run.info.run_id, "images")
+    assert images, "no image panels logged"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_resumes_into_same_mlflow_run(tmp_path, tiny_shards):
+    args = ("run.name=kill", "run.max_steps=10", "run.checkpoint_every=2", "run.eval_every=0", "run.keep_checkpoints=3")
+    proc = launch_two_ranks(tmp_path, tiny_shards, *args, cwd=tmp_path)
+    ckpts = tmp_path / "runs" / "kill" / "checkpoints"
+    target = random.Random(0).choice([2, 4])
+    deadline = time.time() + 300
+    while time.time() < deadline and not (ckpts / f"step-{target:08d}").is_dir():
+        assert proc.poll() is None, (tmp_path / "launch.log").read_text()[-4000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _, run_before = the_run(tmp_path, "kill")
+
+    proc = launch_two_ranks(tmp_path, tiny_shards, *args, cwd=tmp_path)
+    assert proc.wait(timeout=600) == 0, (tmp_path / "launch.log").read_text()[-4000:]
+    assert "resuming from" in (tmp_path / "launch.log").read_text()
+    client, run_after = the_run(tmp_path, "kill")
+    assert run_after.info.run_id == run_before.info.run_id
+    steps = [m.step for m in client.get_metric_history(run_after.info.run_id, "train/g_loss")]
+    assert max(steps) == 10
+    assert json.loads((ckpts / "step-00000010" / "trainer.json").read_text())["step"] == 10
+
+
+@pytest.mark.slow
+def test_sigterm_saves_then_exits_with_requeue_code(tmp_path, tiny_shards):
+    cmd = [sys.executable, "-m", "restoration.train", str(TINY)]
+    cmd += overrides(tmp_path, tiny_shards, "run.name=term", "run.max_steps=100000", "run.checkpoint_every=100000")
+    log = tmp_path / "term.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while time.time() < deadline and "ranks=" not in log.read_text(errors="ignore"):
+            time.sleep(0.2)
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == REQUEUE_EXIT_CODE, log.read_text()[-4000:]
+    run_dir = tmp_path / "runs" / "term"
+    saved = int((run_dir / "REQUEUE").read_text())
+    assert saved >= 1
+    assert (run_dir / "checkpoints" / f"step-{saved:08d}" / "trainer.json").is_file()
+    _, run = the_run(tmp_path, "term")
+    assert run.info.status == "KILLED"
