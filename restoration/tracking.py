@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import tempfile
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -51,7 +51,7 @@ class Tracker:
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
         self.run_id: str | None = None
-        self._mlflow: Any = None
+        self._client: Any = None
         self._warned = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -64,21 +64,28 @@ class Tracker:
         run_id: str | None = None,
         artifact_root: Path | None = None,
     ) -> str | None:
-        """Open (or re-open, when `run_id` is given) the run; returns its id, or None when tracking is off."""
+        """Open (or re-open, when `run_id` is given) the run; returns its id, or None when tracking is off.
+
+        Uses an explicit `MlflowClient` rather than the fluent API, whose process-global state (active run,
+        cached experiment) would leak between runs started in one process.
+        """
         if not self.enabled:
             return None
 
         def _start() -> str:
-            import mlflow
+            from mlflow.tracking import MlflowClient
 
-            self._mlflow = mlflow
-            mlflow.set_tracking_uri(tracking_uri)
-            if mlflow.get_experiment_by_name(experiment) is None:
+            self._client = MlflowClient(tracking_uri=tracking_uri)
+            found = self._client.get_experiment_by_name(experiment)
+            if found is None:
                 location = (artifact_root / experiment).resolve().as_uri() if artifact_root is not None else None
-                mlflow.create_experiment(experiment, artifact_location=location)
-            mlflow.set_experiment(experiment)
-            run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
-            return run.info.run_id
+                experiment_id = self._client.create_experiment(experiment, artifact_location=location)
+            else:
+                experiment_id = found.experiment_id
+            if run_id:
+                self._client.update_run(run_id, status="RUNNING")
+                return run_id
+            return self._client.create_run(experiment_id, run_name=run_name).info.run_id
 
         self.run_id = self._guard("start the MLflow run", _start)
         if self.run_id is None:
@@ -86,8 +93,8 @@ class Tracker:
         return self.run_id
 
     def end(self, status: str = "FINISHED") -> None:
-        if self.enabled and self._mlflow is not None:
-            self._guard("end the MLflow run", lambda: self._mlflow.end_run(status=status))
+        if self._active():
+            self._guard("end the MLflow run", lambda: self._client.set_terminated(self.run_id, status=status))
 
     # -- logging ---------------------------------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -96,37 +103,43 @@ class Tracker:
             return
 
         def _log() -> None:
-            existing = self._mlflow.get_run(self.run_id).data.params
-            fresh = {k: _param_value(v) for k, v in params.items() if k not in existing}
-            items = list(fresh.items())
-            for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
-                self._mlflow.log_params(dict(items[i : i + 100]))
+            from mlflow.entities import Param
+
+            existing = self._client.get_run(self.run_id).data.params
+            fresh = [Param(k, _param_value(v)) for k, v in params.items() if k not in existing]
+            for i in range(0, len(fresh), 100):  # MLflow caps a batch at 100 params
+                self._client.log_batch(self.run_id, params=fresh[i : i + 100])
 
         self._guard("log params", _log)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        if self._active() and metrics:
-            self._guard("log metrics", lambda: self._mlflow.log_metrics(dict(metrics), step=step))
+        if not (self._active() and metrics):
+            return
+
+        def _log() -> None:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+            self._client.log_batch(self.run_id, metrics=batch)
+
+        self._guard("log metrics", _log)
 
     def log_image(self, image_hwc_u8: np.ndarray, key: str, step: int) -> None:
         if self._active():
-            self._guard("log an image", lambda: self._mlflow.log_image(image_hwc_u8, key=key, step=step))
+            self._guard("log an image", lambda: self._client.log_image(self.run_id, image_hwc_u8, key=key, step=step))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self._active():
-            self._guard("log an artifact", lambda: self._mlflow.log_artifact(str(path), artifact_path))
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        if self._active():
-            self._guard("log a text artifact", lambda: self._mlflow.log_text(text, artifact_file))
+            self._guard("log an artifact", lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
 
     def log_dir(self, path: Path, artifact_path: str | None = None) -> None:
         if self._active():
-            self._guard("log artifacts", lambda: self._mlflow.log_artifacts(str(path), artifact_path))
+            self._guard("log artifacts", lambda: self._client.log_artifacts(self.run_id, str(path), artifact_path))
 
-    def set_tags(self, tags: Mapping[str, str]) -> None:
+    def log_text(self, text: str, artifact_file: str) -> None:
         if self._active():
-            self._guard("set tags", lambda: self._mlflow.set_tags(dict(tags)))
+            self._guard("log a text artifact", lambda: self._client.log_text(self.run_id, text, artifact_file))
 
     # -- internals -------------------------------------------------------------------------------------------
     def _active(self) -> bool:
@@ -137,7 +150,9 @@ class Tracker:
             return fn()
         except Exception as err:  # noqa: BLE001 - tracking must never stop training
             if not self._warned:
-                warnings.warn(f"MLflow: could not {what} ({type(err).__name__}: {err}); training continues", stacklevel=3)
+                warnings.warn(
+                    f"MLflow: could not {what} ({type(err).__name__}: {err}); training continues", stacklevel=3
+                )
                 self._warned = True
             else:
                 log.debug("MLflow: could not %s: %s", what, err)
@@ -147,8 +162,3 @@ class Tracker:
 def _param_value(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
-
-
-def temp_dir() -> tempfile.TemporaryDirectory:
-    """A scratch directory for files that are logged as artifacts and then thrown away."""
-    return tempfile.TemporaryDirectory(prefix="restoration-mlflow-")

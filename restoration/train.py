@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,13 @@ from tqdm.auto import tqdm
 from restoration.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from restoration.config import ConfigError, dump_yaml, flatten, load_config, save_yaml
 from restoration.data.shards import DataConfig, make_train_loader, make_val_loader, prepare_batch
-from restoration.replicas import replica_report
-from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.models.baseline import BaselineConfig
 from restoration.models.colorizer import ColorizerConfig
 from restoration.models.detector import DetectorConfig
 from restoration.models.discriminators import PatchDiscriminatorConfig
 from restoration.models.mat import MATConfig
+from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
+from restoration.replicas import replica_report
 from restoration.tasks import Stage, build_task
 from restoration.tasks.loss_weights import LossConfig
 from restoration.tasks.schedule import OptimConfig
@@ -122,6 +123,9 @@ def make_accelerator(run: RunConfig) -> Accelerator:
     unwrapped during generator steps, so DDP never sees a forward whose parameters get no gradient; therefore
     `find_unused_parameters` can stay off (faster).
     """
+    # torch deprecates broadcast_buffers in favour of forward_sync_buffers, which accelerate cannot pass yet;
+    # buffers are identical at init anyway (same seed on every rank before building the networks)
+    warnings.filterwarnings("ignore", message=".*broadcast_buffers.*is deprecated", category=FutureWarning)
     return Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision="no",
@@ -155,11 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         print((cfg.run.output_dir / cfg.run.name).resolve())
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("accelerate", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     # -- accelerator, seeds, run directory ---------------------------------------------------------------------
     accelerator = make_accelerator(cfg.run)
     is_main = accelerator.is_main_process
-    set_seed(cfg.run.seed, device_specific=True)  # a different stream per rank
     run_dir = (cfg.run.output_dir / cfg.run.name).resolve()
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- the stage's networks, optimizers and EMA; one prepare in a fixed order (= the checkpoint layout) ------
     bf16 = use_bf16(cfg.run)
+    set_seed(cfg.run.seed)  # the same initial weights, buffers (MAT's noise_const) and EMA copies on every rank
     task = build_task(cfg, accelerator, images_per_step=cfg.run.batch_size * cfg.run.grad_accum, bf16=bf16)
     names, nets = list(task.networks), list(task.networks.values())
     opt_names, opts = list(task.optimizers), list(task.optimizers.values())
@@ -176,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     task.optimizers = dict(zip(opt_names, prepared[len(nets) :]))
     for ema in task.ema.values():
         ema.to(accelerator.device)
+    set_seed(cfg.run.seed, device_specific=True)  # from here on: a different random stream per rank
 
     # -- resume -------------------------------------------------------------------------------------------------
     state: dict = {"step": 0, "mlflow_run_id": None, "nonfinite_skips": 0}
@@ -263,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if (cfg.run.eval_every and step % cfg.run.eval_every == 0) or step == cfg.run.max_steps:
             scores, panels = evaluate(
-                task, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches,
+                task,
+                val_loader,
+                accelerator,
+                cfg.data,
+                max_batches=cfg.run.eval_batches,
                 num_panels=cfg.run.num_panels,
                 with_mask_iou=cfg.stage == "detector",
             )

@@ -84,7 +84,8 @@ def test_every_stage_trains_evaluates_and_exports(stage, tmp_path, tiny_shards):
     assert any(run_dir.glob("final/*.safetensors"))
     client, run = the_run(tmp_path, stage)
     history = client.get_metric_history(run.info.run_id, "val/score")
-    assert history and all(0.0 <= m.value <= 1.0 or m.value > -1 for m in history)
+    assert history
+    assert all(0.0 <= m.value <= 1.0 or m.value > -1 for m in history)
     if stage == "detector":
         assert client.get_metric_history(run.info.run_id, "val/mask_iou")
 
@@ -126,7 +127,8 @@ def test_two_synced_cpu_ranks_train_evaluate_checkpoint_and_log(tmp_path, tiny_s
     assert run.data.params["world_size"] == "2"
     assert "optim.lr" in run.data.params
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/g_loss")]
-    assert steps and max(steps) == 4
+    assert steps
+    assert max(steps) == 4
     assert client.get_metric_history(run.info.run_id, "val/score")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "config.yaml" in artifacts

@@ -20,7 +20,13 @@ from restoration.losses.hue_histogram import hue_histogram_loss
 from restoration.losses.reconstruction import chroma_l1, ssim_loss
 from restoration.models.colorizer import build_colorizer
 from restoration.models.discriminators import build_patch_discriminator
-from restoration.tasks.gan_mechanics import ema_decay_from_half_life, ema_update, make_ema, optimizer_step, requires_grad
+from restoration.tasks.gan_mechanics import (
+    ema_decay_from_half_life,
+    ema_update,
+    make_ema,
+    optimizer_step,
+    requires_grad,
+)
 from restoration.tasks.inpainting import autocast, pipeline_meta
 from restoration.tasks.loss_weights import LossConfig
 from restoration.tasks.schedule import apply_lr, lr_factor, make_adam
@@ -38,7 +44,9 @@ def color_d_loss(D: nn.Module, real_rgb: Tensor, fake_rgb: Tensor, gray_real: Te
     return {"cd_loss": loss_fn(logits[:B], logits[B:]), "cd_real": logits[:B].mean().detach()}
 
 
-def color_g_losses(D_plain: nn.Module, rgb: Tensor, gray_in: Tensor, gt_rgb: Tensor, cfg: LossConfig) -> dict[str, Tensor]:
+def color_g_losses(
+    D_plain: nn.Module, rgb: Tensor, gray_in: Tensor, gt_rgb: Tensor, cfg: LossConfig
+) -> dict[str, Tensor]:
     """Generator-side colorizer losses; `gray_in` is what the colorizer saw (gradients flow through it in joint)."""
     losses: dict[str, Tensor] = {}
     if cfg.color_adv > 0:

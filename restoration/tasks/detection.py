@@ -75,7 +75,12 @@ class DetectionTask:
         _, skipped = optimizer_step(acc, opt, net.parameters(), self.cfg.optim.grad_clip)
         if acc.sync_gradients and not skipped:
             ema_update(self.ema["detector"], acc.unwrap_model(net), self.ema_decay)
-        return {"bce": bce.detach(), "dice": dice.detach(), "loss": loss.detach(), "skipped": torch.tensor(float(skipped))}
+        return {
+            "bce": bce.detach(),
+            "dice": dice.detach(),
+            "loss": loss.detach(),
+            "skipped": torch.tensor(float(skipped)),
+        }
 
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:

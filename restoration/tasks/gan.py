@@ -17,7 +17,13 @@ from torch import Tensor, nn
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.reconstruction import l1
 from restoration.models.baseline import build_baseline
-from restoration.tasks.gan_mechanics import ema_decay_from_half_life, ema_update, make_ema, optimizer_step, requires_grad
+from restoration.tasks.gan_mechanics import (
+    ema_decay_from_half_life,
+    ema_update,
+    make_ema,
+    optimizer_step,
+    requires_grad,
+)
 from restoration.tasks.inpainting import autocast, pipeline_meta
 from restoration.tasks.schedule import apply_lr, lr_factor, make_adam
 from restoration.tasks.weights_io import export_weights, load_init_weights

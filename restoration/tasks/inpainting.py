@@ -21,7 +21,13 @@ from restoration.config import to_dict
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.reconstruction import masked_l1
 from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input, mat_output_to_luma
-from restoration.tasks.gan_mechanics import ema_decay_from_half_life, ema_update, make_ema, optimizer_step, requires_grad
+from restoration.tasks.gan_mechanics import (
+    ema_decay_from_half_life,
+    ema_update,
+    make_ema,
+    optimizer_step,
+    requires_grad,
+)
 from restoration.tasks.schedule import apply_lr, lr_factor, make_adam
 from restoration.tasks.weights_io import export_weights, load_init_weights
 
@@ -109,7 +115,10 @@ class InpaintTask:
             cfg=cfg,
             accelerator=accelerator,
             networks={"mat_G": G, "mat_D": D},
-            optimizers={"mat_G": make_adam(G.parameters(), optim.lr, optim), "mat_D": make_adam(D.parameters(), optim.d_lr, optim)},
+            optimizers={
+                "mat_G": make_adam(G.parameters(), optim.lr, optim),
+                "mat_D": make_adam(D.parameters(), optim.d_lr, optim),
+            },
             ema={"mat_G": make_ema(G)},
             ema_decay=ema_decay_from_half_life(optim.ema_half_life_images, images_per_step * accelerator.num_processes),
             bf16=bf16,
@@ -132,7 +141,9 @@ class InpaintTask:
         # discriminator step (+ lazy R1 in fp32)
         requires_grad(D, True)
         with torch.no_grad(), autocast(acc, self.bf16):
-            fake, fake_stg1 = G(masked, known, z, c, truncation_psi=loss_cfg.mat_truncation, noise_mode="random", return_stg1=True)
+            fake, fake_stg1 = G(
+                masked, known, z, c, truncation_psi=loss_cfg.mat_truncation, noise_mode="random", return_stg1=True
+            )
         r1_step = loss_cfg.r1_gamma > 0 and step % loss_cfg.r1_every == 0
         with autocast(acc, self.bf16 and not r1_step):
             d_out = mat_d_loss(
@@ -145,7 +156,9 @@ class InpaintTask:
         # generator step, discriminator frozen and unwrapped
         requires_grad(D, False)
         with autocast(acc, self.bf16):
-            fake, fake_stg1 = G(masked, known, z, c, truncation_psi=loss_cfg.mat_truncation, noise_mode="random", return_stg1=True)
+            fake, fake_stg1 = G(
+                masked, known, z, c, truncation_psi=loss_cfg.mat_truncation, noise_mode="random", return_stg1=True
+            )
             g_losses = mat_g_losses(self, acc.unwrap_model(D), fake, fake_stg1, real, known, c, batch)
         g_loss = sum(g_losses.values())
         acc.backward(g_loss)

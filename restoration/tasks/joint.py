@@ -22,7 +22,13 @@ from restoration.models.colorizer import build_colorizer
 from restoration.models.discriminators import build_patch_discriminator
 from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input, mat_output_to_luma
 from restoration.tasks.colorization import color_d_loss, color_g_losses
-from restoration.tasks.gan_mechanics import ema_decay_from_half_life, ema_update, make_ema, optimizer_step, requires_grad
+from restoration.tasks.gan_mechanics import (
+    ema_decay_from_half_life,
+    ema_update,
+    make_ema,
+    optimizer_step,
+    requires_grad,
+)
 from restoration.tasks.inpainting import (
     G_z_dim,
     autocast,
@@ -99,7 +105,9 @@ class JointTask:
         requires_grad(mat_D, True)
         requires_grad(color_D, True)
         with torch.no_grad(), autocast(acc, self.bf16):
-            fake, fake_stg1 = mat_G(masked, known, z, c, truncation_psi=loss_cfg.mat_truncation, noise_mode="random", return_stg1=True)
+            fake, fake_stg1 = mat_G(
+                masked, known, z, c, truncation_psi=loss_cfg.mat_truncation, noise_mode="random", return_stg1=True
+            )
             gray_full = composite(known, batch["input"], fake.float(), 1.0)
             rgb = color_G(gray_full)
         r1_step = loss_cfg.r1_gamma > 0 and step % loss_cfg.r1_every == 0
@@ -123,7 +131,9 @@ class JointTask:
         requires_grad(mat_D, False)
         requires_grad(color_D, False)
         with autocast(acc, self.bf16):
-            fake, fake_stg1 = mat_G(masked, known, z, c, truncation_psi=loss_cfg.mat_truncation, noise_mode="random", return_stg1=True)
+            fake, fake_stg1 = mat_G(
+                masked, known, z, c, truncation_psi=loss_cfg.mat_truncation, noise_mode="random", return_stg1=True
+            )
             losses = mat_g_losses(self, acc.unwrap_model(mat_D), fake, fake_stg1, real_gray3, known, c, batch)
             gray_full = composite(known, batch["input"], fake.float(), loss_cfg.joint_color_to_mat)
             rgb = color_G(gray_full)
