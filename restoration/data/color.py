@@ -57,11 +57,30 @@ def ycbcr_to_rgb(ycbcr01: Tensor) -> Tensor:
     return kornia.color.ycbcr_to_rgb(ycbcr01)
 
 
-def gray_chroma_to_rgb(gray01: Tensor, chroma: Tensor) -> Tensor:
-    """Combine luma (B, 1, H, W) in [0, 1] with Cb/Cr offsets (B, 2, H, W) around 0 into RGB in [0, 1].
+# BT.601 inverse with exact constants: the chroma part of each RGB channel has zero luma (0.299, 0.587, 0.114),
+# so adding chroma never changes Y (kornia's rounded constants leave ~4e-4 of luma leakage)
+_CR_TO_R, _CB_TO_G, _CR_TO_G, _CB_TO_B = 1.402, -0.344136286, -0.714136286, 1.772
 
-    The result's BT.601 luma equals `gray01` wherever no channel is clipped, which is why colorizers predict
-    chroma only.
+
+def chroma_delta(chroma: Tensor) -> Tensor:
+    """(B, 2, H, W) Cb/Cr offsets around 0 -> (B, 3, H, W) RGB offsets with exactly zero BT.601 luma."""
+    cb, cr = chroma.unbind(dim=1)
+    return torch.stack([_CR_TO_R * cr, _CB_TO_G * cb + _CR_TO_G * cr, _CB_TO_B * cb], dim=1)
+
+
+def gray_chroma_to_rgb(gray01: Tensor, chroma: Tensor, fit_gamut: bool = True) -> Tensor:
+    """Combine luma (B, 1, H, W) in [0, 1] with Cb/Cr offsets (B, 2, H, W) into RGB whose luma equals `gray01`.
+
+    With `fit_gamut`, each pixel's chroma is scaled down just enough to keep RGB inside [0, 1] (the luma-preserving
+    way to avoid clipping, which would change the luma); the result is then in range *and* has the input's luma,
+    up to float rounding. Differentiable everywhere except at the gamut boundary's kinks.
     """
-    ycbcr = torch.cat([gray01, chroma + 0.5], dim=1)  # (B, 3, H, W)
-    return ycbcr_to_rgb(ycbcr)
+    delta = chroma_delta(chroma)  # (B, 3, H, W), zero luma
+    if fit_gamut:
+        eps = 1e-8
+        room_up = (1.0 - gray01) / delta.clamp_min(eps)  # how far each channel may go up
+        room_down = gray01 / (-delta).clamp_min(eps)
+        limit = torch.where(delta > eps, room_up, torch.where(delta < -eps, room_down, torch.full_like(delta, 1e8)))
+        scale = limit.amin(dim=1, keepdim=True).clamp(0.0, 1.0)  # (B, 1, H, W)
+        delta = delta * scale
+    return gray01 + delta

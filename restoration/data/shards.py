@@ -1,0 +1,239 @@
+"""The data pipeline: train and val loaders over the WebDataset shards, and the on-device batch preparation.
+
+- Train: resampled shards (each rank and worker draws shards with its own seed, so nothing needs splitting and no
+  rank ever runs dry), a shuffle buffer, decoding, masks drawn in the workers for samples without one (seeded by
+  seed, rank, worker and sample count), batching in the workers, and a fixed number of batches per rank per epoch
+  (`batches_per_epoch`, the same on every rank: no DDP hang at an epoch's end). Not passed through
+  `accelerator.prepare`, which would re-shard or broadcast an iterable stream.
+- Val: every rank reads the val shards in order and keeps the samples whose index is congruent to its rank, so the
+  ranks see disjoint parts that together cover every val sample exactly once.
+- A corrupt sample is skipped, counted (`corrupt_count` on the loader, summed over workers) and logged; more than
+  `max_corrupt` in one worker stops the run with the sample's key.
+- `prepare_batch` runs on the device: kornia flips and resized crops applied identically to image and mask, then
+  the exact PIL 'L' of the augmented uint8 image, and the masked input as the contest shows it (gray outside the
+  hole, one uniform fill value inside).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kornia.augmentation as K
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+from torch import Tensor
+
+from restoration.data.color import rgb_to_gray_u8, u8_to_signed
+from restoration.data.masks import MaskConfig, sample_known_mask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataConfig:
+    root: Path = Path("shards")  # a directory with manifest.json, written by data_prep.build_shards
+    image_size: int = 256  # training resolution; shards at another size are resized in the workers
+    num_workers: int = 2
+    shuffle_buffer: int = 256
+    batches_per_epoch: int = 0  # 0 = train samples / (batch size x ranks), at least 1
+    max_corrupt: int = 100
+    augment: bool = True
+    min_crop_scale: float = 0.6  # resized-crop area range [min_crop_scale, 1]
+    mask: MaskConfig = field(default_factory=MaskConfig)
+
+
+def read_manifest(root: Path) -> dict:
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no manifest. Build shards first: python -m data_prep.build_shards photos --root PHOTOS "
+            f"--out {root}"
+        )
+    return json.loads(path.read_text())
+
+
+def shard_urls(root: Path, split: str) -> list[str]:
+    manifest = read_manifest(root)
+    urls = [str(Path(root) / s["name"]) for s in manifest["shards"] if s["split"] == split and s["count"] > 0]
+    if not urls:
+        raise FileNotFoundError(f"{Path(root) / 'manifest.json'}: no non-empty {split} shards")
+    return urls
+
+
+def _png(data: bytes, mode: str) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img.convert(mode)
+
+
+class CorruptSample(ValueError):
+    pass
+
+
+def decode(sample: dict, size: int) -> dict:
+    """Raw tar sample -> uint8 arrays at `size` (gt (H, W, 3); known (H, W) in {0, 1} when present) + fill."""
+    key = sample.get("__key__", "?")
+    try:
+        gt = _png(sample["gt.png"], "RGB")
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+        known = _png(sample["known.png"], "L") if "known.png" in sample else None
+    except Exception as err:  # noqa: BLE001 - any decoding problem makes the sample unusable
+        raise CorruptSample(f"sample {key} from {sample.get('__url__', '?')}: {type(err).__name__}: {err}") from err
+    if gt.size != (size, size):
+        gt = gt.resize((size, size), Image.Resampling.BICUBIC)
+        if known is not None:
+            known = known.resize((size, size), Image.Resampling.NEAREST)
+    out = {"key": key, "gt": np.asarray(gt), "fill": int(meta.get("fill", 0))}
+    if known is not None:
+        out["known"] = (np.asarray(known) > 127).astype(np.uint8)
+    return out
+
+
+def collate(samples: list[dict], corrupt: int) -> dict:
+    return {
+        "gt": torch.from_numpy(np.stack([s["gt"] for s in samples])).permute(0, 3, 1, 2).contiguous(),  # (B,3,H,W)
+        "known": torch.from_numpy(np.stack([s["known"] for s in samples]))[:, None],  # (B, 1, H, W)
+        "fill": torch.tensor([s["fill"] for s in samples], dtype=torch.uint8),
+        "key": [s["key"] for s in samples],
+        "corrupt": corrupt,
+    }
+
+
+def _worker_id() -> int:
+    info = torch.utils.data.get_worker_info()
+    return info.id if info is not None else 0
+
+
+def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: int):
+    """A pipeline stage (runs in each worker): decode, draw missing masks, batch; counts corrupt samples."""
+
+    def stage(samples: Iterator[dict]) -> Iterator[dict]:
+        rng = np.random.default_rng([seed, rank, _worker_id()])
+        corrupt_total, corrupt_pending, batch = 0, 0, []
+        for raw in samples:
+            try:
+                sample = decode(raw, cfg.image_size)
+            except CorruptSample as err:
+                corrupt_total += 1
+                corrupt_pending += 1
+                log.warning("skipping corrupt %s", err)
+                if corrupt_total > cfg.max_corrupt:
+                    raise RuntimeError(f"more than data.max_corrupt={cfg.max_corrupt} corrupt samples; last: {err}")
+                continue
+            if "known" not in sample:
+                sample["known"], sample["fill"] = sample_known_mask(rng, cfg.image_size, cfg.image_size, cfg.mask)
+            batch.append(sample)
+            if len(batch) == batch_size:
+                yield collate(batch, corrupt_pending)
+                batch, corrupt_pending = [], 0
+
+    return stage
+
+
+class CountingLoader:
+    """Wraps a loader of batches; sums the workers' corrupt-sample counts and knows its length."""
+
+    def __init__(self, loader, length: int) -> None:
+        self.loader = loader
+        self.length = length
+        self.corrupt_count = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self.loader:
+            self.corrupt_count += int(batch.pop("corrupt", 0))
+            yield batch
+
+
+def make_train_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size: int, seed: int) -> CountingLoader:
+    urls = shard_urls(cfg.root, "train")
+    total = sum(s["count"] for s in read_manifest(cfg.root)["shards"] if s["split"] == "train")
+    per_epoch = cfg.batches_per_epoch or max(1, total // (batch_size * world_size))
+    pipeline = wds.DataPipeline(
+        wds.ResampledShards(urls, seed=seed * 1_000_003 + rank, deterministic=True),
+        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        wds.shuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 64), seed=seed * 7919 + rank),
+        train_samples_to_batches(cfg, batch_size, seed, rank),
+    )
+    loader = wds.WebLoader(pipeline, batch_size=None, num_workers=cfg.num_workers, persistent_workers=False)
+    return CountingLoader(loader.with_epoch(per_epoch), per_epoch)
+
+
+class ValLoader:
+    """The val split for one rank: samples whose global index % world_size == rank, in shard order, batched."""
+
+    def __init__(self, cfg: DataConfig, batch_size: int, rank: int, world_size: int) -> None:
+        self.cfg, self.batch_size, self.rank, self.world_size = cfg, batch_size, rank, world_size
+        self.urls = shard_urls(cfg.root, "val")
+        self.corrupt_count = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        dataset = wds.DataPipeline(
+            wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=wds.warn_and_continue)
+        )
+        batch = []
+        for index, raw in enumerate(dataset):
+            if index % self.world_size != self.rank:
+                continue
+            try:
+                sample = decode(raw, self.cfg.image_size)
+            except CorruptSample as err:
+                self.corrupt_count += 1
+                log.warning("skipping corrupt val %s", err)
+                continue
+            if "known" not in sample:  # val shards carry baked masks; fall back to a key-seeded one
+                rng = np.random.default_rng(list(sample["key"].encode()))
+                sample["known"], sample["fill"] = sample_known_mask(rng, *sample["gt"].shape[:2], self.cfg.mask)
+            batch.append(sample)
+            if len(batch) == self.batch_size:
+                yield collate(batch, 0)
+                batch = []
+        if batch:
+            yield collate(batch, 0)
+
+
+def make_val_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size: int) -> ValLoader:
+    return ValLoader(cfg, batch_size, rank, world_size)
+
+
+def _augmenter(cfg: DataConfig) -> K.AugmentationSequential:
+    return K.AugmentationSequential(
+        K.RandomHorizontalFlip(p=0.5),
+        K.RandomResizedCrop((cfg.image_size, cfg.image_size), scale=(cfg.min_crop_scale, 1.0), p=0.5),
+        data_keys=["input", "mask"],
+    )
+
+
+def prepare_batch(
+    batch: dict, *, device: torch.device, cfg: DataConfig, train: bool, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """CPU batch -> device tensors: `rgb`, `gray`, `input` (B, ., H, W) in [-1, 1], `known_mask` {0, 1}, `key`.
+
+    Augmentation runs on the uint8 image and the mask together; the image is rounded back to uint8 afterwards and
+    its gray computed with PIL's exact integer formula, so `gray` is exactly what PIL would give for `rgb`.
+    """
+    gt = batch["gt"].to(device, non_blocking=True)
+    known = batch["known"].to(device, non_blocking=True).float()
+    if train and cfg.augment:
+        rgb01, known = _augmenter(cfg)(gt.float() / 255.0, known)
+        gt = (rgb01 * 255.0).round().clamp(0, 255).to(torch.uint8)
+        known = (known > 0.5).float()
+    gray_u8 = rgb_to_gray_u8(gt)  # (B, 1, H, W)
+    gray = u8_to_signed(gray_u8)
+    fill = u8_to_signed(batch["fill"].to(device)).view(-1, 1, 1, 1)
+    return {
+        "rgb": u8_to_signed(gt),
+        "gray": gray,
+        "known_mask": known,
+        "input": known * gray + (1.0 - known) * fill,
+        "key": batch["key"],
+    }
