@@ -4,8 +4,9 @@ Contest rule: one region per image was overwritten with one uniform gray value. 
 pixels of one exact value, and most of it is *flat* (every pixel of its 3x3 neighbourhood has the same value);
 natural photos almost never contain large exactly-flat areas. So: find the value whose flat pixels form the largest
 connected component, take that component of the "equal to the value" map (which adds the region's boundary
-pixels), skip candidates whose rim fades smoothly into the photo (clipped skies and shadows), and fill small holes. The rule applies when that component is at least `min_area` pixels with a
-bounding box of at least `min_side` on each side (contest masks: area > 625 px, box >= 50 px a side).
+pixels), skip candidates whose rim fades smoothly into the photo (clipped skies and shadows), and fill small
+holes. The rule applies when that component is at least `min_area` pixels with a bounding box of at least
+`min_side` on each side (contest masks: area > 625 px, box >= 50 px a side).
 
 When it is wrong: inputs whose fill is noisy or blended (not contest-style), several holes (only the largest is
 found), or photos with a clipped flat area (pure black/white sky) larger than the real hole. The learned detector

@@ -125,7 +125,9 @@ def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: 
                 corrupt_pending += 1
                 log.warning("skipping corrupt %s", err)
                 if corrupt_total > cfg.max_corrupt:
-                    raise RuntimeError(f"more than data.max_corrupt={cfg.max_corrupt} corrupt samples; last: {err}")
+                    raise RuntimeError(
+                        f"more than data.max_corrupt={cfg.max_corrupt} corrupt samples; last: {err}"
+                    ) from err
                 continue
             if "known" not in sample:
                 sample["known"], sample["fill"] = sample_known_mask(rng, cfg.image_size, cfg.image_size, cfg.mask)

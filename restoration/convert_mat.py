@@ -1,0 +1,212 @@
+"""Import official MAT checkpoints without executing any of their code: `restoration-convert-mat SRC OUT.safetensors`.
+
+The released `.pkl` files are StyleGAN2-ADA network pickles: every module pickles as a call to
+`torch_utils.persistence._reconstruct_persistent_obj(meta)`, where `meta` carries the *source code* of the
+network, which the official loader `exec`s. We never do: a restricted unpickler resolves only an allow-list of
+globals (tensor rebuilding, OrderedDict, a few torch module classes and numpy scalars), maps the persistence hook
+to an inert record of the instance state, and refuses everything else with an error naming the global. The
+parameters are then read out of the recorded module trees (G, G_ema and D: fine-tuning wants the pretrained
+discriminator too) and written as one safetensors file with `G.`, `G_ema.` and `D.` key prefixes, plus a JSON of
+the constructor arguments. G-only `.pth` state dicts (official key names, possibly without `noise_*` keys) are
+loaded with `weights_only=True` and exported as `G_ema`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import pickle
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+NETWORKS = ("G", "G_ema", "D")
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references a global that is not on the allow-list; nothing was executed."""
+
+
+class PersistentRecord:
+    """Stands in for a persistent MAT/StyleGAN class: keeps the class name and the instance state, runs nothing."""
+
+    def __init__(self, meta: dict) -> None:
+        if not isinstance(meta, dict) or meta.get("type") != "class":
+            raise UnsafePickleError("persistent object of an unexpected kind")
+        self.class_name = meta.get("class_name")
+        self.state = meta.get("state") or {}
+
+
+class _InertModule:
+    """torch.nn container classes (ModuleList, Sequential, ...) are rebuilt as plain records of their __dict__."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def _load_storage_bytes(data: bytes) -> Any:
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+_ALLOWED = {
+    ("collections", "OrderedDict"): OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentRecord,
+    ("dnnlib.util", "EasyDict"): dict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+}
+_STORAGES = {"FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage"}
+_INERT_TORCH_MODULES = {"ModuleList", "Sequential", "ModuleDict", "AdaptiveAvgPool2d", "Softmax", "GELU", "LayerNorm"}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        if module == "torch" and name in _STORAGES:
+            return getattr(torch, name)
+        if module.startswith("torch.nn.modules") and name in _INERT_TORCH_MODULES:
+            return _InertModule
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "scalar":
+            import numpy
+
+            return numpy._core.multiarray.scalar if hasattr(numpy, "_core") else numpy.core.multiarray.scalar
+        if module == "numpy" and name == "dtype":
+            import numpy
+
+            return numpy.dtype
+        raise UnsafePickleError(f"refusing to load global {module}.{name}: not on the allow-list (nothing was run)")
+
+
+def _tensors(node: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers of a recorded module tree, in state_dict order."""
+    if isinstance(node, PersistentRecord):
+        state = node.state
+    elif isinstance(node, _InertModule) or hasattr(node, "__dict__"):
+        state = node.__dict__
+    else:
+        raise UnsafePickleError(f"unexpected object {type(node).__name__} in the module tree at {prefix!r}")
+    out: dict[str, torch.Tensor] = {}
+    skip = set(state.get("_non_persistent_buffers_set", ()))
+    for name, value in (state.get("_parameters") or {}).items():
+        if value is not None:
+            out[prefix + name] = value.detach().clone()
+    for name, value in (state.get("_buffers") or {}).items():
+        if value is not None and name not in skip:
+            out[prefix + name] = value.detach().clone()
+    for name, child in (state.get("_modules") or {}).items():
+        if child is not None:
+            out.update(_tensors(child, f"{prefix}{name}."))
+    return out
+
+
+def read_official_pickle(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Safely read a MAT network pickle: ({G, G_ema, D: state dicts}, {network: constructor kwargs})."""
+    with open(path, "rb") as fh:
+        try:
+            data = RestrictedUnpickler(fh).load()
+        except UnsafePickleError:
+            raise
+        except (EOFError, pickle.UnpicklingError) as err:
+            raise ValueError(f"{path}: not a complete pickle ({err}); was the download truncated?") from err
+    if not isinstance(data, dict) or not any(k in data for k in NETWORKS):
+        raise ValueError(f"{path}: not a MAT network pickle (expected a dict with G, G_ema and D)")
+    states, kwargs = {}, {}
+    for name in NETWORKS:
+        if name in data and data[name] is not None:
+            states[name] = _tensors(data[name])
+            if isinstance(data[name], PersistentRecord):
+                init = data[name].state.get("_init_kwargs") or {}
+                kwargs[name] = {k: v for k, v in dict(init).items() if isinstance(v, int | float | str | bool)}
+    return states, kwargs
+
+
+def read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A G-only `.pth`/`.pt` state dict (official key names), loaded with weights_only=True."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors")
+    return dict(state)
+
+
+def infer_resolution(state: dict[str, torch.Tensor]) -> int:
+    blocks = [k for k in state if k.startswith("synthesis.dec.Dec_") or k.startswith("Dis.")]
+    sizes = [int(k.split("Dec_")[1].split("x")[0]) for k in blocks if "Dec_" in k]
+    return max(sizes) if sizes else 512
+
+
+def convert(src: Path, out: Path) -> dict[str, Any]:
+    """Write `out` (safetensors, keys prefixed by network) and `out.json` (constructor args); returns the JSON."""
+    src, out = Path(src), Path(out)
+    if src.suffix == ".pkl":
+        states, kwargs = read_official_pickle(src)
+    else:
+        states, kwargs = {"G_ema": read_state_dict_file(src)}, {}
+    flat = {f"{net}.{k}": v.contiguous() for net, state in states.items() for k, v in state.items()}
+    res = infer_resolution(states.get("G_ema") or states.get("G") or {})
+    meta = {
+        "source": src.name,
+        "networks": sorted(states),
+        "img_resolution": res,
+        "constructor_kwargs": kwargs or {"G_ema": {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": res}},
+    }
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(flat, str(tmp), metadata={"restoration": json.dumps(meta)})
+    tmp.replace(out)
+    Path(str(out) + ".json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def has_network(path: Path, network: str) -> bool:
+    with safe_open(str(path), framework="pt") as fh:
+        return any(k.startswith(network + ".") for k in fh.keys())  # noqa: SIM118 - safe_open has no __iter__
+
+
+def load_converted(path: Path, network: str = "G_ema") -> dict[str, torch.Tensor]:
+    """One network's state dict from a converted file (falls back from G_ema to G and back)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: converted MAT weights not found (run restoration-convert-mat first)")
+    with safe_open(str(path), framework="pt") as fh:
+        keys = list(fh.keys())
+        for name in (network, {"G_ema": "G", "G": "G_ema"}.get(network, network)):
+            prefix = name + "."
+            chosen = [k for k in keys if k.startswith(prefix)]
+            if chosen:
+                return {k[len(prefix) :]: fh.get_tensor(k) for k in chosen}
+    raise KeyError(f"{path}: no {network} weights inside (found prefixes {sorted({k.split('.')[0] for k in keys})})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="restoration-convert-mat", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", type=Path, help="official .pkl, or a G-only .pth state dict")
+    parser.add_argument("out", type=Path, help="output .safetensors")
+    ns = parser.parse_args(argv)
+    try:
+        meta = convert(ns.src, ns.out)
+    except UnsafePickleError as err:
+        print(f"refused: {ns.src}: {err}", file=sys.stderr)
+        return 3
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{ns.out}: {', '.join(meta['networks'])} at {meta['img_resolution']} px")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

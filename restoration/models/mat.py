@@ -1,0 +1,628 @@
+"""MAT, the Mask-Aware Transformer for large-hole inpainting (Li et al., CVPR 2022), weight-compatible with the
+released checkpoints and numerically equal to the official generator (proved against a golden fixture).
+
+Generator = mapping network (z -> w) + two stages:
+1. `first_stage` (coarse): partial-conv head down to a token grid, a U-shaped transformer body *without LayerNorm*
+   whose blocks fuse by concatenation instead of residuals, multi-head contextual attention over shifted windows
+   with the mask-update rule, style manipulation at the bottleneck (half of the features replaced by a w-derived
+   map through an always-on Bernoulli(0.5) draw), and a style-modulated conv tail back to full resolution.
+2. refinement: a conv encoder on [mask, stage-1 composite, masked input] + a StyleGAN2-style decoder conditioned on
+   w and a global style; a second Bernoulli draw mixes a w-derived map into the 16x16 features.
+Both stages paste the known pixels back. The discriminator has two independent heads (final and stage-1 output).
+
+Parameter names equal the official ones; `convert_official_state_dict` only drops the never-read `attn_mask`
+buffers. The always-on feature dropout is reproduced exactly (same draws, same order, same memory layout) from the
+global RNG, or from a `generator=` for reproducible inference without touching global state.
+
+Gray images: the official weights are RGB. `gray_to_mat_input` replicates gray to 3 channels (what MAT's own data
+loader does for 1-channel images) and `mat_output_to_luma` turns the RGB output back into BT.601 luma.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as activation_checkpoint
+from einops import rearrange
+from torch import Tensor, nn
+
+from restoration.models.attention import WindowAttention, shifted_window_mask, window_partition, window_reverse
+from restoration.models.layers import (
+    Conv2dLayer,
+    DisBlock,
+    DisFromRGB,
+    FullyConnectedLayer,
+    MappingNet,
+    MinibatchStdLayer,
+    PartialConv2d,
+    StyleConv,
+    ToRGB,
+)
+
+# -- configuration --------------------------------------------------------------------------------------------
+
+Preset = Literal["official512", "official256", "small", "tiny"]
+
+
+@dataclass
+class MATArch:
+    """Architecture hyper-parameters. The official checkpoints fix everything but `img_resolution`."""
+
+    img_resolution: int = 512
+    img_channels: int = 3
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    dim: int = 180  # first-stage token width
+    num_heads: int = 6
+    depths: tuple[int, ...] = (2, 3, 4, 3, 2)
+    windows: tuple[int, ...] = (8, 16, 16, 16, 8)
+    token_res: int = 64  # the transformer's finest grid
+    enc_bottom: int = 16  # the refinement encoder's coarsest grid
+    channel_base: int = 32768  # widths: min(channel_max, channel_base / resolution)
+    channel_max: int = 512
+    mbstd_group_size: int = 8
+
+    def nf(self, res_log2: int) -> int:
+        return int(min(self.channel_max, self.channel_base >> res_log2))
+
+
+PRESETS: dict[str, MATArch] = {
+    "official512": MATArch(img_resolution=512),
+    "official256": MATArch(img_resolution=256),
+    # same code, fewer channels: CPU demos at 128-256 px
+    "small": MATArch(
+        img_resolution=128, z_dim=128, w_dim=128, mapping_layers=4, dim=48, num_heads=3, depths=(1, 2, 2, 2, 1),
+        windows=(8, 8, 8, 8, 8), token_res=32, enc_bottom=8, channel_base=4096, channel_max=64, mbstd_group_size=4,
+    ),
+    # smallest working configuration: unit tests at 64 px
+    "tiny": MATArch(
+        img_resolution=64, z_dim=32, w_dim=32, mapping_layers=2, dim=24, num_heads=2, depths=(1, 2, 2, 2, 1),
+        windows=(4, 8, 8, 8, 4), token_res=16, enc_bottom=4, channel_base=1024, channel_max=32, mbstd_group_size=4,
+    ),
+}  # fmt: skip
+
+
+@dataclass
+class MATConfig:
+    """Which MAT to build and where its weights come from (the `mat.*` section of a training config)."""
+
+    preset: Preset = "official512"
+    img_resolution: int = 0  # 0 = the preset's
+    weights: Path | None = None  # converted safetensors (restoration-convert-mat); G, or G + D
+    weights_key: Literal["G_ema", "G"] = "G_ema"
+    checkpointing: bool = False  # activation checkpointing per transformer stage (saves memory)
+    fused_attention: bool = True
+    extra: dict[str, int] = field(default_factory=dict)  # architecture overrides, e.g. {dim: 96}
+
+    def arch(self) -> MATArch:
+        base = PRESETS[self.preset]
+        values = {**base.__dict__, **self.extra}
+        if self.img_resolution:
+            values["img_resolution"] = self.img_resolution
+        return MATArch(**values)
+
+
+# -- tokens <-> feature maps -------------------------------------------------------------------------------------
+
+
+def feature2token(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, H*W, C) as a transposed *view* (the official memory layout, which the stage-1 dropout
+    draw depends on)."""
+    B, C, H, W = x.shape
+    return x.view(B, C, H * W).transpose(1, 2)
+
+
+def token2feature(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, H*W, C) -> (B, C, H, W)."""
+    return rearrange(x, "b (h w) c -> b c h w", h=size[0], w=size[1])
+
+
+def bernoulli_keep(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """MAT's always-on feature dropout: a {0, 1} map, 1 with probability 0.5.
+
+    Without a generator it draws exactly like the official `F.dropout(0.5-filled, p=0.5, training=True)` from the
+    global RNG (so seeded runs match the released model's behaviour bit for bit); with one, from that generator.
+    """
+    half = torch.full(shape, 0.5, device=like.device, dtype=torch.float32)
+    if generator is None:
+        return F.dropout(half, p=0.5, training=True)
+    return torch.bernoulli(half, generator=generator)
+
+
+# -- first stage: the transformer ---------------------------------------------------------------------------------
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = FullyConnectedLayer(dim, hidden, activation="lrelu")
+        self.fc2 = FullyConnectedLayer(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.fc1(x))
+
+
+class SwinTransformerBlock(nn.Module):
+    """MAT's adjusted transformer block: no LayerNorm and no residual adds; the attention output is concatenated
+    with the block input and fused by an FC (`fuse`), then an MLP. Windows shift on odd blocks."""
+
+    def __init__(self, dim: int, input_resolution: int, num_heads: int, window: int, shift: int) -> None:
+        super().__init__()
+        if input_resolution <= window:
+            window, shift = input_resolution, 0
+        self.window, self.shift = window, shift
+        self.attn = WindowAttention(dim, num_heads)
+        self.fuse = FullyConnectedLayer(dim * 2, dim, activation="lrelu")
+        self.mlp = Mlp(dim, dim * 2)
+        self._shift_masks: dict[tuple, Tensor] = {}
+
+    def shift_mask(self, H: int, W: int, device: torch.device) -> Tensor | None:
+        if self.shift == 0:
+            return None
+        key = (H, W, str(device))
+        if key not in self._shift_masks:
+            self._shift_masks[key] = shifted_window_mask(H, W, self.window, self.shift, device)
+        return self._shift_masks[key]
+
+    def forward(self, x: Tensor, size: tuple[int, int], mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """x: (B, L, C) tokens; mask: (B, L, 1) known tokens or None."""
+        H, W = size
+        B, L, C = x.shape
+        shortcut = x
+        grid = x.view(B, H, W, C)
+        grid_mask = mask.view(B, H, W, 1) if mask is not None else None
+        if self.shift:
+            grid = torch.roll(grid, shifts=(-self.shift, -self.shift), dims=(1, 2))
+            if grid_mask is not None:
+                grid_mask = torch.roll(grid_mask, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        windows = window_partition(grid, self.window)  # (B * nW, N, C)
+        mask_windows = window_partition(grid_mask, self.window) if grid_mask is not None else None
+        out, mask_windows = self.attn(windows, mask_windows, self.shift_mask(H, W, x.device))
+        grid = window_reverse(out, self.window, H, W)  # (B, H, W, C)
+        if mask_windows is not None:
+            grid_mask = window_reverse(mask_windows, self.window, H, W)
+        if self.shift:
+            grid = torch.roll(grid, shifts=(self.shift, self.shift), dims=(1, 2))
+            if grid_mask is not None:
+                grid_mask = torch.roll(grid_mask, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = grid.reshape(B, L, C)
+        mask = grid_mask.reshape(B, L, 1) if grid_mask is not None else None
+        x = self.fuse(torch.cat([shortcut, x], dim=-1))
+        return self.mlp(x), mask
+
+
+class PatchResample(nn.Module):
+    """Token-grid down- (PatchMerging) or up-sampling (PatchUpsampling) by a 3x3 partial conv."""
+
+    def __init__(self, dim: int, *, up: int = 1, down: int = 1) -> None:
+        super().__init__()
+        self.conv = PartialConv2d(dim, dim, 3, up=up, down=down)
+        self.factor = up / down
+
+    def forward(self, x: Tensor, size: tuple[int, int], mask: Tensor | None):
+        feat = token2feature(x, size)
+        feat_mask = token2feature(mask, size) if mask is not None else None
+        feat, feat_mask = self.conv(feat, feat_mask)
+        size = (int(size[0] * self.factor), int(size[1] * self.factor))
+        return feature2token(feat), size, feature2token(feat_mask) if feat_mask is not None else None
+
+
+class BasicLayer(nn.Module):
+    """One transformer stage: optional resampling (named `downsample` even when it upsamples, as in MAT) ->
+    blocks -> 3x3 partial conv -> + the stage input."""
+
+    def __init__(
+        self, dim: int, resolution: int, depth: int, num_heads: int, window: int, resample: PatchResample | None
+    ) -> None:
+        super().__init__()
+        self.downsample = resample
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(dim, resolution, num_heads, window, 0 if i % 2 == 0 else window // 2)
+            for i in range(depth)
+        )
+        self.conv = PartialConv2d(dim, dim, 3)
+
+    def forward(self, x: Tensor, size: tuple[int, int], mask: Tensor | None):
+        if self.downsample is not None:
+            x, size, mask = self.downsample(x, size, mask)
+        identity = x
+        for block in self.blocks:
+            x, mask = block(x, size, mask)
+        feat_mask = token2feature(mask, size) if mask is not None else None
+        feat, feat_mask = self.conv(token2feature(x, size), feat_mask)
+        x = feature2token(feat) + identity
+        return x, size, feature2token(feat_mask) if feat_mask is not None else None
+
+
+class DecStyleBlock(nn.Module):
+    """First-stage tail block: StyleConv up2 -> + encoder skip -> StyleConv -> ToRGB (one style for all)."""
+
+    def __init__(self, res: int, dim: int, style_dim: int, img_channels: int) -> None:
+        super().__init__()
+        self.conv0 = StyleConv(dim, dim, style_dim, res, up=2, use_noise=False)
+        self.conv1 = StyleConv(dim, dim, style_dim, res, use_noise=False)
+        self.toRGB = ToRGB(dim, img_channels, style_dim)
+
+    def forward(self, x: Tensor, img: Tensor | None, style: Tensor, skip: Tensor, noise_mode: str):
+        x = self.conv0(x, style, noise_mode=noise_mode)
+        x = self.conv1(x + skip, style, noise_mode=noise_mode)
+        return x, self.toRGB(x, style, skip=img)
+
+
+class FirstStage(nn.Module):
+    def __init__(self, arch: MATArch) -> None:
+        super().__init__()
+        dim, res = arch.dim, arch.token_res
+        self.checkpointing = False
+        self.conv_first = PartialConv2d(arch.img_channels + 1, dim, 3)
+        down_times = int(math.log2(arch.img_resolution // arch.token_res))
+        self.enc_conv = nn.ModuleList(PartialConv2d(dim, dim, 3, down=2) for _ in range(down_times))
+        ratios = (1, 0.5, 0.5, 2, 2)
+        self.tran = nn.ModuleList()
+        for i, depth in enumerate(arch.depths):
+            res = int(res * ratios[i])
+            resample = None
+            if ratios[i] < 1:
+                resample = PatchResample(dim, down=int(1 / ratios[i]))
+            elif ratios[i] > 1:
+                resample = PatchResample(dim, up=int(ratios[i]))
+            self.tran.append(BasicLayer(dim, res, depth, arch.num_heads, arch.windows[i], resample))
+        bottleneck = arch.token_res // 4
+        self.bottleneck_tokens = bottleneck * bottleneck
+        down = [Conv2dLayer(dim, dim, 3, activation="lrelu", down=2) for _ in range(int(math.log2(bottleneck)))]
+        self.down_conv = nn.Sequential(*down, nn.AdaptiveAvgPool2d((1, 1)))
+        self.to_style = FullyConnectedLayer(dim, dim * 2, activation="lrelu")
+        self.ws_style = FullyConnectedLayer(arch.w_dim, dim, activation="lrelu")
+        self.to_square = FullyConnectedLayer(dim, self.bottleneck_tokens, activation="lrelu")
+        self.dec_conv = nn.ModuleList()
+        for _ in range(down_times):
+            res = res * 2
+            self.dec_conv.append(DecStyleBlock(res, dim, dim * 3, arch.img_channels))
+
+    def forward(
+        self,
+        img: Tensor,
+        known: Tensor,
+        ws: Tensor,
+        noise_mode: str = "random",
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        x = torch.cat([known - 0.5, img * known], dim=1)
+        skips = []
+        x, mask = self.conv_first(x, known)
+        skips.append(x)
+        for i, block in enumerate(self.enc_conv):
+            x, mask = block(x, mask)
+            if i != len(self.enc_conv) - 1:
+                skips.append(x)
+        size = (x.shape[-2], x.shape[-1])
+        x, mask = feature2token(x), feature2token(mask)
+        mid = len(self.tran) // 2
+        for i, block in enumerate(self.tran):
+            if i < mid:
+                x, size, mask = self._run(block, x, size, mask)
+                skips.append(x)
+            elif i > mid:
+                x, size, _ = self._run(block, x, size, None)
+                x = x + skips[mid - i]
+            else:
+                x, size, _ = self._run(block, x, size, None)
+                B, N, C = x.shape
+                keep = bernoulli_keep((B, C, N), x, generator).transpose(1, 2)  # drawn channel-major, like MAT
+                w_style = self.ws_style(ws[:, -1])
+                noise_map = self.to_square(w_style).unsqueeze(1)  # (B, 1, bottleneck tokens)
+                noise_map = F.interpolate(noise_map, size=N, mode="linear", align_corners=False)
+                noise_map = noise_map.squeeze(1).unsqueeze(-1)  # (B, N, 1)
+                x = x * keep + noise_map * (1 - keep)
+                global_style = self.to_style(self.down_conv(token2feature(x, size)).flatten(start_dim=1))
+                style = torch.cat([global_style, w_style], dim=1)
+        x = token2feature(x, size).contiguous()
+        img_out = None
+        for i, block in enumerate(self.dec_conv):
+            x, img_out = block(x, img_out, style, skips[len(self.dec_conv) - i - 1], noise_mode)
+        return img_out * (1 - known) + img * known
+
+    def _run(self, block: BasicLayer, x: Tensor, size: tuple[int, int], mask: Tensor | None):
+        if self.checkpointing and torch.is_grad_enabled():
+            return activation_checkpoint.checkpoint(block, x, size, mask, use_reentrant=False)
+        return block(x, size, mask)
+
+
+# -- second stage: conv encoder + StyleGAN2 decoder ----------------------------------------------------------------
+
+
+class EncFromRGB(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv0 = Conv2dLayer(in_channels, out_channels, 1, activation="lrelu")
+        self.conv1 = Conv2dLayer(out_channels, out_channels, 3, activation="lrelu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv1(self.conv0(x))
+
+
+class ConvBlockDown(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv0 = Conv2dLayer(in_channels, out_channels, 3, activation="lrelu", down=2)
+        self.conv1 = Conv2dLayer(out_channels, out_channels, 3, activation="lrelu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv1(self.conv0(x))
+
+
+class Encoder(nn.Module):
+    """Full resolution down to `enc_bottom`; returns features keyed by log2(resolution)."""
+
+    def __init__(self, arch: MATArch) -> None:
+        super().__init__()
+        top, bottom = int(math.log2(arch.img_resolution)), int(math.log2(arch.enc_bottom))
+        self.levels = list(range(top, bottom - 1, -1))
+        for r in self.levels:
+            block = (
+                EncFromRGB(arch.img_channels * 2 + 1, arch.nf(r))
+                if r == top
+                else ConvBlockDown(arch.nf(r + 1), arch.nf(r))
+            )
+            setattr(self, f"EncConv_Block_{2**r}x{2**r}", block)
+
+    def forward(self, x: Tensor) -> dict[int, Tensor]:
+        out = {}
+        for r in self.levels:
+            x = getattr(self, f"EncConv_Block_{2**r}x{2**r}")(x)
+            out[r] = x
+        return out
+
+
+class ToStyle(nn.Module):
+    def __init__(self, channels: int, out_features: int, num_convs: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            *[Conv2dLayer(channels, channels, 3, activation="lrelu", down=2) for _ in range(num_convs)]
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = FullyConnectedLayer(channels, out_features, activation="lrelu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.conv(x)).flatten(start_dim=1))
+
+
+class DecBlockFirst(nn.Module):
+    def __init__(self, res_log2: int, channels: int, style_dim: int, img_channels: int) -> None:
+        super().__init__()
+        self.res = res_log2
+        self.conv0 = Conv2dLayer(channels, channels, 3, activation="lrelu")
+        self.conv1 = StyleConv(channels, channels, style_dim, 2**res_log2)
+        self.toRGB = ToRGB(channels, img_channels, style_dim)
+
+    def forward(self, x, ws, gs, feats, noise_mode, generator):
+        x = self.conv0(x) + feats[self.res]
+        x = self.conv1(x, torch.cat([ws[:, 0], gs], dim=1), noise_mode=noise_mode, generator=generator)
+        return x, self.toRGB(x, torch.cat([ws[:, 1], gs], dim=1))
+
+
+class DecBlock(nn.Module):
+    def __init__(self, res_log2: int, first_log2: int, in_ch: int, out_ch: int, style_dim: int, img_ch: int) -> None:
+        super().__init__()
+        self.w_index = 2 * (res_log2 - first_log2) - 1  # rows of w used: index, index + 1, index + 2
+        self.res = res_log2
+        self.conv0 = StyleConv(in_ch, out_ch, style_dim, 2**res_log2, up=2)
+        self.conv1 = StyleConv(out_ch, out_ch, style_dim, 2**res_log2)
+        self.toRGB = ToRGB(out_ch, img_ch, style_dim)
+
+    def forward(self, x, img, ws, gs, feats, noise_mode, generator):
+        i = self.w_index
+        x = self.conv0(x, torch.cat([ws[:, i], gs], dim=1), noise_mode=noise_mode, generator=generator)
+        x = x + feats[self.res]
+        x = self.conv1(x, torch.cat([ws[:, i + 1], gs], dim=1), noise_mode=noise_mode, generator=generator)
+        return x, self.toRGB(x, torch.cat([ws[:, i + 2], gs], dim=1), skip=img)
+
+
+class Decoder(nn.Module):
+    def __init__(self, arch: MATArch, style_dim: int) -> None:
+        super().__init__()
+        self.first, self.top = int(math.log2(arch.enc_bottom)), int(math.log2(arch.img_resolution))
+        b = self.first
+        setattr(self, f"Dec_{2**b}x{2**b}", DecBlockFirst(b, arch.nf(b), style_dim, arch.img_channels))
+        for r in range(b + 1, self.top + 1):
+            block = DecBlock(r, b, arch.nf(r - 1), arch.nf(r), style_dim, arch.img_channels)
+            setattr(self, f"Dec_{2**r}x{2**r}", block)
+
+    def forward(self, x, ws, gs, feats, noise_mode, generator) -> Tensor:
+        b = self.first
+        x, img = getattr(self, f"Dec_{2**b}x{2**b}")(x, ws, gs, feats, noise_mode, generator)
+        for r in range(b + 1, self.top + 1):
+            x, img = getattr(self, f"Dec_{2**r}x{2**r}")(x, img, ws, gs, feats, noise_mode, generator)
+        return img
+
+
+class SynthesisNet(nn.Module):
+    def __init__(self, arch: MATArch) -> None:
+        super().__init__()
+        self.arch = arch
+        top, bottom = int(math.log2(arch.img_resolution)), int(math.log2(arch.enc_bottom))
+        self.num_ws = 2 * (top - bottom) + 2
+        self.first_stage = FirstStage(arch)
+        self.enc = Encoder(arch)
+        self.to_square = FullyConnectedLayer(arch.w_dim, arch.enc_bottom**2, activation="lrelu")
+        gs_dim = arch.channel_max * 2
+        self.to_style = ToStyle(arch.nf(bottom), gs_dim, max(1, bottom - 1))
+        self.dec = Decoder(arch, arch.w_dim + gs_dim)
+
+    def forward(self, img, known, ws, noise_mode="random", return_stg1=False, generator=None):
+        out_stg1 = self.first_stage(img, known, ws, noise_mode=noise_mode, generator=generator)
+        x = img * known + out_stg1 * (1 - known)
+        feats = self.enc(torch.cat([known - 0.5, x, img * known], dim=1))
+        bottom = self.enc.levels[-1]
+        fea = feats[bottom]
+        keep = bernoulli_keep(tuple(fea.shape), fea, generator)
+        side = self.arch.enc_bottom
+        noise_map = self.to_square(ws[:, 0]).view(-1, 1, side, side)
+        noise_map = F.interpolate(noise_map, size=fea.shape[-2:], mode="bilinear", align_corners=False)
+        fea = fea * keep + noise_map * (1 - keep)
+        feats[bottom] = fea
+        gs = self.to_style(fea)
+        out = self.dec(fea, ws, gs, feats, noise_mode, generator)
+        out = out * (1 - known) + img * known
+        return (out, out_stg1) if return_stg1 else out
+
+
+class Generator(nn.Module):
+    """MAT generator. Call as the official code: `G(img, known_mask, z, c, truncation_psi=1, noise_mode='const')`,
+    img (B, 3, H, W) in [-1, 1], known_mask (B, 1, H, W) with 1 = known; returns the composited image (and the
+    stage-1 composite with `return_stg1=True`)."""
+
+    def __init__(self, arch: MATArch) -> None:
+        super().__init__()
+        self.arch = arch
+        self.z_dim, self.c_dim, self.w_dim = arch.z_dim, 0, arch.w_dim
+        self.img_resolution, self.img_channels = arch.img_resolution, arch.img_channels
+        self.synthesis = SynthesisNet(arch)
+        self.mapping = MappingNet(arch.z_dim, arch.w_dim, self.synthesis.num_ws, num_layers=arch.mapping_layers)
+
+    def forward(
+        self,
+        img: Tensor,
+        known_mask: Tensor,
+        z: Tensor,
+        c: Tensor | None = None,
+        truncation_psi: float = 1,
+        truncation_cutoff: int | None = None,
+        skip_w_avg_update: bool = False,
+        noise_mode: str = "random",
+        return_stg1: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        if truncation_cutoff is not None:
+            raise NotImplementedError("truncation_cutoff is not supported (MAT never uses it)")
+        ws = self.mapping(z, truncation_psi=truncation_psi, skip_w_avg_update=skip_w_avg_update)
+        return self.synthesis(img, known_mask, ws, noise_mode=noise_mode, return_stg1=return_stg1, generator=generator)
+
+    def set_checkpointing(self, enabled: bool) -> None:
+        self.synthesis.first_stage.checkpointing = enabled
+
+    def set_fused_attention(self, enabled: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, WindowAttention):
+                module.use_fused = enabled
+
+
+class Discriminator(nn.Module):
+    """Two independent residual discriminators on [mask - 0.5, image]: `Dis` on the final output and `Dis_stg1`
+    (half width) on the stage-1 output. `D(img, known_mask, img_stg1, c) -> (logits, logits_stg1)`, each (B, 1)."""
+
+    def __init__(self, arch: MATArch) -> None:
+        super().__init__()
+        top = int(math.log2(arch.img_resolution))
+        self.Dis = self._head(arch, top, 1)
+        self.fc0 = FullyConnectedLayer(arch.nf(2) * 16, arch.nf(2), activation="lrelu")
+        self.fc1 = FullyConnectedLayer(arch.nf(2), 1)
+        self.Dis_stg1 = self._head(arch, top, 2)
+        self.fc0_stg1 = FullyConnectedLayer(arch.nf(2) // 2 * 16, arch.nf(2) // 2, activation="lrelu")
+        self.fc1_stg1 = FullyConnectedLayer(arch.nf(2) // 2, 1)
+
+    @staticmethod
+    def _head(arch: MATArch, top: int, divide: int) -> nn.Sequential:
+        layers: list[nn.Module] = [DisFromRGB(arch.img_channels + 1, arch.nf(top) // divide)]
+        for r in range(top, 2, -1):
+            layers.append(DisBlock(arch.nf(r) // divide, arch.nf(r - 1) // divide))
+        layers.append(MinibatchStdLayer(arch.mbstd_group_size))
+        layers.append(Conv2dLayer(arch.nf(2) // divide + 1, arch.nf(2) // divide, 3, activation="lrelu"))
+        return nn.Sequential(*layers)
+
+    def forward(self, img: Tensor, known_mask: Tensor, img_stg1: Tensor, c: Tensor | None = None):
+        x = self.Dis(torch.cat([known_mask - 0.5, img], dim=1))
+        x = self.fc1(self.fc0(x.flatten(start_dim=1)))  # flatten NCHW: channel-major, as MAT
+        y = self.Dis_stg1(torch.cat([known_mask - 0.5, img_stg1], dim=1))
+        y = self.fc1_stg1(self.fc0_stg1(y.flatten(start_dim=1)))
+        return x, y
+
+
+# -- builders, conversion, gray helpers ----------------------------------------------------------------------------
+
+
+def build_official_generator(
+    z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 512, img_channels: int = 3
+) -> Generator:
+    """The released architecture (`Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=512|256, ...)`)."""
+    if c_dim != 0:
+        raise ValueError("MAT's released models are unconditional (c_dim=0)")
+    arch = MATArch(img_resolution=img_resolution, img_channels=img_channels, z_dim=z_dim, w_dim=w_dim)
+    return Generator(arch)
+
+
+def build_official_discriminator(
+    c_dim: int = 0, img_resolution: int = 512, img_channels: int = 3, mbstd_group_size: int = 8, **_: Any
+) -> Discriminator:
+    """The released discriminator (extra official arguments such as channel_base are accepted and, as in MAT,
+    do not change the widths)."""
+    if c_dim != 0:
+        raise ValueError("MAT's released models are unconditional (c_dim=0)")
+    arch = MATArch(img_resolution=img_resolution, img_channels=img_channels, mbstd_group_size=mbstd_group_size)
+    return Discriminator(arch)
+
+
+def convert_official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Official key names -> ours: the same, minus the shifted-window `attn_mask` buffers (recomputed, never read).
+
+    Works for G and D, with or without a `module.`/`model.` prefix; differentiable (only renames).
+    """
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in ("module.", "model."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        if key.endswith(".attn_mask"):
+            continue
+        out[key] = value
+    return out
+
+
+def load_state_flexible(module: nn.Module, state: dict[str, Tensor]) -> list[str]:
+    """Strict load, except that missing `noise_const`/`noise_strength` keys (G-only exports made without noise
+    inputs) keep their initial values and are reported."""
+    state = convert_official_state_dict(state)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    tolerated = [k for k in missing if k.endswith(("noise_const", "noise_strength"))]
+    real_missing = [k for k in missing if k not in tolerated]
+    if real_missing or unexpected:
+        raise RuntimeError(f"MAT weights do not fit: missing {real_missing[:5]}, unexpected {unexpected[:5]}")
+    return tolerated
+
+
+def build_generator(cfg: MATConfig) -> Generator:
+    G = Generator(cfg.arch())
+    G.set_checkpointing(cfg.checkpointing)
+    G.set_fused_attention(cfg.fused_attention)
+    if cfg.weights is not None:
+        from restoration.convert_mat import load_converted
+
+        load_state_flexible(G, load_converted(cfg.weights, cfg.weights_key))
+    return G
+
+
+def build_discriminator(cfg: MATConfig) -> Discriminator:
+    D = Discriminator(cfg.arch())
+    if cfg.weights is not None:
+        from restoration.convert_mat import has_network, load_converted
+
+        if has_network(cfg.weights, "D"):
+            load_state_flexible(D, load_converted(cfg.weights, "D"))
+    return D
+
+
+def gray_to_mat_input(gray: Tensor) -> Tensor:
+    """(B, 1, H, W) gray in [-1, 1] -> (B, 3, H, W): the official RGB weights see gray as R = G = B."""
+    return gray.expand(-1, 3, -1, -1)
+
+
+def mat_output_to_luma(img: Tensor) -> Tensor:
+    """(B, 3, H, W) MAT output in [-1, 1] -> (B, 1, H, W) BT.601 luma (the same weights as PIL's 'L')."""
+    r, g, b = img.unbind(dim=1)
+    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
