@@ -16,7 +16,7 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m restoration.train configs/demo.yaml
+	$(BIN)/python -m restoration.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

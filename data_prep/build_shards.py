@@ -193,10 +193,17 @@ def _resize_crop(img: Image.Image, size: int) -> Image.Image:
 
 
 def _derive_known(inp: np.ndarray, gray_gt: np.ndarray) -> tuple[np.ndarray, int]:
-    """Exact known mask from a contest pair: lost = input != L(gt), small holes filled; and the fill value."""
+    """Exact known mask from a contest pair: lost = input != L(gt), then the lost pixels that kept their value by
+    chance (the fill equalled the original gray) are recovered: enclosed ones by hole filling, ones on the region's
+    edge by a 3x3 closing restricted to pixels showing the fill value. Returns (known (H, W) {0, 1}, fill)."""
     lost = inp != gray_gt
+    if not lost.any():
+        return np.ones(inp.shape, np.uint8), 0
+    fill = int(np.median(inp[lost]))
+    shows_fill = inp == fill
     lost = ndimage.binary_fill_holes(lost)
-    fill = int(np.median(inp[lost])) if lost.any() else 0
+    closed = ndimage.binary_closing(lost, structure=np.ones((3, 3), bool), border_value=0)
+    lost = lost | (closed & shows_fill)
     return (~lost).astype(np.uint8), fill
 
 

@@ -57,6 +57,7 @@ class RunConfig:
     log_every: int = 10
     eval_every: int = 50  # 0 = only at the end
     eval_batches: int = 0  # 0 = the whole val split
+    eval_at_start: bool = False  # also score the untrained (or freshly loaded) networks at step 0
     num_panels: int = 4
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
@@ -227,7 +228,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     batches = forever(train_loader)
 
+    def run_eval(at_step: int) -> None:
+        scores, panels = evaluate(
+            task,
+            val_loader,
+            accelerator,
+            cfg.data,
+            max_batches=cfg.run.eval_batches,
+            num_panels=cfg.run.num_panels,
+            with_mask_iou=cfg.stage == "detector",
+        )
+        tracker.log_metrics({f"val/{k}": v for k, v in scores.items()}, at_step)
+        for i, panel in enumerate(panels):
+            tracker.log_image(panel, key=f"panel_{i}", step=at_step)
+        if is_main:
+            with open(run_dir / "eval.jsonl", "a") as fh:
+                fh.write(json.dumps({"step": at_step, **scores}) + "\n")
+        accelerator.print(f"step {at_step}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+
     # -- the loop -----------------------------------------------------------------------------------------------
+    if cfg.run.eval_at_start and step == 0:
+        run_eval(0)
     preemption = PreemptionFlag().install()
     accelerator.print(
         f"stage={cfg.stage} ranks={accelerator.num_processes} ({accelerator.distributed_type}) "
@@ -269,19 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:4]})
 
         if (cfg.run.eval_every and step % cfg.run.eval_every == 0) or step == cfg.run.max_steps:
-            scores, panels = evaluate(
-                task,
-                val_loader,
-                accelerator,
-                cfg.data,
-                max_batches=cfg.run.eval_batches,
-                num_panels=cfg.run.num_panels,
-                with_mask_iou=cfg.stage == "detector",
-            )
-            tracker.log_metrics({f"val/{k}": v for k, v in scores.items()}, step)
-            for i, panel in enumerate(panels):
-                tracker.log_image(panel, key=f"panel_{i}", step=step)
-            accelerator.print(f"step {step}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+            run_eval(step)
 
         stop = preemption.agreed(accelerator)
         if stop or step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:

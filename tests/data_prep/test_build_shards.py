@@ -1,0 +1,169 @@
+"""Shard building: bad inputs never land and are reported, exact masks, resume after a crash is byte-identical."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data_prep.build_shards as bs
+from data_prep.build_shards import BuildError, build, main
+
+
+def make_contest_layout(root: Path, good: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    """A contest-style folder with `good` valid pairs and one of each kind of bad input; returns true holes."""
+    rng = np.random.default_rng(seed)
+    (root / "train_input").mkdir(parents=True)
+    (root / "train_gt").mkdir()
+    rows, holes = [], {}
+    for i in range(good):
+        key = f"TRAIN_{i:05d}"
+        gt = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        gray = np.asarray(Image.fromarray(gt).convert("L")).copy()
+        hole = np.zeros((32, 32), bool)
+        y, x = rng.integers(0, 16, 2)
+        hole[y : y + 12, x : x + 10] = True
+        fill = int(rng.integers(0, 256))
+        gray[hole] = fill
+        Image.fromarray(gt).save(root / "train_gt" / f"{key}.png")
+        Image.fromarray(gray).save(root / "train_input" / f"{key}.png")
+        rows.append((f"./train_input/{key}.png", f"./train_gt/{key}.png"))
+        holes[key] = hole
+    gt_ok = root / "train_gt" / "TRAIN_00000.png"
+    # truncated image
+    data = (root / "train_gt" / "TRAIN_00001.png").read_bytes()
+    (root / "train_input" / "BAD_trunc.png").write_bytes(data[: len(data) // 2])
+    rows.append(("./train_input/BAD_trunc.png", "./train_gt/TRAIN_00001.png"))
+    # not an image
+    (root / "train_input" / "BAD_text.png").write_text("hello")
+    rows.append(("./train_input/BAD_text.png", "./train_gt/TRAIN_00002.png"))
+    # size mismatch
+    Image.new("L", (16, 16)).save(root / "train_input" / "BAD_size.png")
+    rows.append(("./train_input/BAD_size.png", str(gt_ok.relative_to(root))))
+    # color input
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "train_input" / "BAD_rgb.png")
+    rows.append(("./train_input/BAD_rgb.png", str(gt_ok.relative_to(root))))
+    # missing file, escaping paths, duplicate key, key with dots
+    rows.append(("./train_input/BAD_missing.png", "./train_gt/TRAIN_00003.png"))
+    rows.append(("../outside.png", "./train_gt/TRAIN_00003.png"))
+    rows.append(("/etc/passwd", "./train_gt/TRAIN_00003.png"))
+    rows.append(("./train_input/TRAIN_00004.png", "./train_gt/TRAIN_00004.png"))
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "train_input" / "BAD.dots.png")
+    rows.append(("./train_input/BAD.dots.png", str(gt_ok.relative_to(root))))
+    with open(root / "train.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["input_image_path", "gt_image_path"])
+        writer.writerows(rows)
+    return holes
+
+
+def read_shards(out: Path) -> dict[str, dict[str, bytes]]:
+    samples: dict[str, dict[str, bytes]] = {}
+    for tar_path in sorted(out.glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            for member in tar.getmembers():
+                key, field = member.name.split(".", 1)
+                samples.setdefault(key, {})[field] = tar.extractfile(member).read()
+    return samples
+
+
+def test_contest_build_keeps_every_valid_pair_once_and_reports_every_bad_input(tmp_path):
+    holes = make_contest_layout(tmp_path / "data")
+    out = tmp_path / "shards"
+    manifest = build("contest", tmp_path / "data", out, val_fraction=0.25, samples_per_shard=5, progress=False)
+    samples = read_shards(out)
+    assert sorted(samples) == sorted(holes)
+    assert manifest["totals"]["train"] + manifest["totals"]["val"] == len(holes)
+    assert sum(s["count"] for s in manifest["shards"]) == len(holes)
+    for key, hole in holes.items():
+        known = np.asarray(Image.open(io.BytesIO(samples[key]["known.png"])))
+        np.testing.assert_array_equal(known == 0, hole)
+    with open(out / "rejected.csv") as fh:
+        rejected = {row["path"]: row["reason"] for row in csv.DictReader(fh)}
+    reasons = " | ".join(f"{p}: {r}" for p, r in rejected.items())
+    for expected in ("BAD_trunc", "BAD_text", "BAD_size", "BAD_rgb", "BAD_missing", "outside", "passwd",
+                     "duplicate key", "dot"):  # fmt: skip
+        assert expected in reasons, (expected, reasons)
+    assert manifest["totals"]["rejected"] == len(rejected) == 9
+
+
+def test_strict_stops_at_the_first_bad_input(tmp_path, capsys):
+    make_contest_layout(tmp_path / "data")
+    with pytest.raises(BuildError):
+        build("contest", tmp_path / "data", tmp_path / "s", strict=True, progress=False)
+    assert main(["contest", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "s2"), "--strict"]) == 1
+    assert "error:" in capsys.readouterr().err
+
+
+def test_unreadable_csv_and_empty_folder_are_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BuildError, match="no images"):
+        build("photos", tmp_path / "empty", tmp_path / "o", progress=False)
+    with pytest.raises(BuildError, match="cannot read the csv"):
+        build("contest", tmp_path / "empty", tmp_path / "o", progress=False)
+
+
+def test_resume_after_a_crash_gives_identical_shards_and_manifest(tmp_path, monkeypatch):
+    make_contest_layout(tmp_path / "data")
+    ref = tmp_path / "ref"
+    build("contest", tmp_path / "data", ref, val_fraction=0.25, samples_per_shard=3, progress=False)
+
+    out = tmp_path / "resumed"
+    real_write = bs.write_shard
+    calls = {"n": 0}
+
+    def crashing_write(plan, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # die half-way through a shard, leaving a partial .tmp file behind
+            (out / f"{plan.name}.tar.tmp").write_bytes(b"partial")
+            raise KeyboardInterrupt
+        return real_write(plan, *args, **kwargs)
+
+    monkeypatch.setattr(bs, "write_shard", crashing_write)
+    with pytest.raises(KeyboardInterrupt):
+        build("contest", tmp_path / "data", out, val_fraction=0.25, samples_per_shard=3, progress=False)
+    monkeypatch.setattr(bs, "write_shard", real_write)
+    first_tar = sorted(out.glob("*.tar"))[0]
+    first_tar.write_bytes(first_tar.read_bytes()[:100])  # a damaged complete shard is detected and rebuilt
+    build("contest", tmp_path / "data", out, val_fraction=0.25, samples_per_shard=3, progress=False)
+    assert not list(out.glob("*.tmp"))
+    ref_manifest = json.loads((ref / "manifest.json").read_text())
+    new_manifest = json.loads((out / "manifest.json").read_text())
+    assert new_manifest["shards"] == ref_manifest["shards"]
+    for tar_path in ref.glob("*.tar"):
+        assert (out / tar_path.name).read_bytes() == tar_path.read_bytes()
+
+
+def test_photo_build_bakes_seeded_val_masks(tmp_path):
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for group in ("a", "b", "c", "d"):
+        (photos / group).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(photos / group / f"p{i}.jpg")
+    out = tmp_path / "shards"
+    manifest = build("photos", photos, out, size=32, val_fraction=0.5, samples_per_shard=4, progress=False)
+    samples = read_shards(out)
+    assert len(samples) == 12
+    val = [s for s in manifest["shards"] if s["split"] == "val"]
+    assert val, "expected some val shards"
+    groups_by_split = {}
+    for shard in manifest["shards"]:
+        with tarfile.open(out / shard["name"]) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(m).read())
+                    groups_by_split.setdefault(meta["group"], set()).add(shard["split"])
+                    if shard["split"] == "val":
+                        key = m.name.split(".")[0]
+                        assert {"known.png", "input.png"} <= set(samples[key])
+    assert all(len(splits) == 1 for splits in groups_by_split.values())  # a group never spans both splits
+    again = tmp_path / "again"
+    build("photos", photos, again, size=32, val_fraction=0.5, samples_per_shard=4, progress=False)
+    assert json.loads((again / "manifest.json").read_text())["shards"] == manifest["shards"]
