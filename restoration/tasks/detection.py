@@ -19,7 +19,7 @@ from restoration.models.detector import build_detector
 from restoration.tasks.gan_mechanics import ema_decay_from_half_life, ema_update, make_ema, optimizer_step
 from restoration.tasks.inpainting import autocast, pipeline_meta
 from restoration.tasks.schedule import apply_lr, lr_factor, make_adam
-from restoration.tasks.weights_io import export_weights, load_init_weights
+from restoration.tasks.weights_io import export_weights, exportable_networks, load_init_weights
 
 if TYPE_CHECKING:
     from restoration.train import TrainConfig
@@ -89,4 +89,5 @@ class DetectionTask:
         return {"gray": gray, "rgb": gray.expand(-1, 3, -1, -1), "known_mask": (logits > 0).float()}
 
     def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
-        return export_weights(self.ema, out_dir, pipeline_meta(cfg))
+        networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
+        return export_weights(networks, out_dir, pipeline_meta(cfg))

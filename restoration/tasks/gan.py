@@ -26,7 +26,7 @@ from restoration.tasks.gan_mechanics import (
 )
 from restoration.tasks.inpainting import autocast, pipeline_meta
 from restoration.tasks.schedule import apply_lr, lr_factor, make_adam
-from restoration.tasks.weights_io import export_weights, load_init_weights
+from restoration.tasks.weights_io import export_weights, exportable_networks, load_init_weights
 
 if TYPE_CHECKING:
     from restoration.train import TrainConfig
@@ -107,4 +107,5 @@ class GanBaselineTask:
         return {"gray": gray, "rgb": rgb}
 
     def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
-        return export_weights(self.ema, out_dir, pipeline_meta(cfg))
+        networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
+        return export_weights(networks, out_dir, pipeline_meta(cfg))

@@ -29,7 +29,7 @@ from restoration.tasks.gan_mechanics import (
     requires_grad,
 )
 from restoration.tasks.schedule import apply_lr, lr_factor, make_adam
-from restoration.tasks.weights_io import export_weights, load_init_weights
+from restoration.tasks.weights_io import export_weights, exportable_networks, load_init_weights
 
 if TYPE_CHECKING:
     from restoration.train import TrainConfig
@@ -179,7 +179,8 @@ class InpaintTask:
         return {"gray": gray, "rgb": gray.expand(-1, 3, -1, -1)}
 
     def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
-        return export_weights(self.ema, out_dir, pipeline_meta(cfg))
+        networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
+        return export_weights(networks, out_dir, pipeline_meta(cfg))
 
 
 def G_z_dim(G: nn.Module, accelerator: Accelerator) -> int:

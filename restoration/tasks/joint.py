@@ -40,7 +40,7 @@ from restoration.tasks.inpainting import (
     pipeline_meta,
 )
 from restoration.tasks.schedule import apply_lr, lr_factor, make_adam
-from restoration.tasks.weights_io import export_weights, load_init_weights
+from restoration.tasks.weights_io import export_weights, exportable_networks, load_init_weights
 
 if TYPE_CHECKING:
     from restoration.train import TrainConfig
@@ -161,4 +161,5 @@ class JointTask:
         return {"gray": gray, "rgb": self.ema["color_G"](gray)}
 
     def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
-        return export_weights(self.ema, out_dir, pipeline_meta(cfg))
+        networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
+        return export_weights(networks, out_dir, pipeline_meta(cfg))

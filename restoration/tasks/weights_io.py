@@ -43,6 +43,12 @@ def export_weights(networks: dict[str, nn.Module], out_dir: Path, meta: dict[str
     return out_dir
 
 
+def exportable_networks(ema: dict[str, nn.Module], networks: dict[str, nn.Module], unwrap) -> dict[str, nn.Module]:
+    """What a stage exports: the EMA copy of each generator, and the trained discriminators as they are (a later
+    stage fine-tunes them instead of starting its discriminators from scratch)."""
+    return {**{k: unwrap(v) for k, v in networks.items() if k not in ema}, **ema}
+
+
 def _weights_file(directory: Path, name: str) -> Path | None:
     for candidate in (directory / f"{name}.safetensors", directory / f"ema_{name}.safetensors"):
         if candidate.is_file():
