@@ -56,9 +56,8 @@ def main() -> None:
                 timings.append(run(cmd, Path(tmp)))
             seconds = timings[1] - timings[0]
             results[ranks] = ns.steps * ns.batch * ranks / seconds
-            print(
-                f"{ranks} rank(s): {results[ranks]:.2f} samples/s ({ns.steps} steps x {ns.batch} per rank in {seconds:.1f} s)"
-            )
+            detail = f"{ns.steps} steps x {ns.batch} per rank in {seconds:.1f} s"
+            print(f"{ranks} rank(s): {results[ranks]:.2f} samples/s ({detail})")
     print(json.dumps({"speedup_2_vs_1": results[2] / results[1]}))
 
 
