@@ -68,4 +68,4 @@ def test_perceptual_loss_is_frozen_and_differentiable(backbone, tmp_path):
     path = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in loss_fn.net.state_dict().items()}, str(path))
     again = build_perceptual_loss(path, backbone=backbone)
-    assert float(again(pred, target)) == pytest.approx(float(loss), rel=1e-5)
+    assert float(again(pred, target).detach()) == pytest.approx(float(loss.detach()), rel=1e-5)
