@@ -1,9 +1,10 @@
 """The README's main job: a complete run on built-in real photos, nothing to download or supply.
 
 `python -m restoration.demo [key=value ...]`:
-1. takes the public-domain / CC0 color photos that ship with scikit-image (astronaut, coffee, chelsea, rocket,
-   Hubble deep field, immunohistochemistry, retina), cuts seeded crops from each into one folder per photo, and
-   builds WebDataset shards from them (`runs/demo-data/`), with whole photos held out for validation;
+1. (`data.root: builtin`) takes the public-domain / CC0 color photos that ship with scikit-image (astronaut,
+   coffee, chelsea, rocket, Hubble deep field, immunohistochemistry, retina), cuts seeded crops from each into
+   one folder per photo, and builds WebDataset shards from them (`runs/demo-data/builtin-<size>/`), with whole
+   photos held out for validation;
 2. trains the `joint` stage (MAT -> colorizer, both discriminators) with `configs/demo.yaml` on CPU or GPU,
    logging to the local MLflow store and scoring the held-out photos (with contest-style masks) before and after;
 3. prints both scores and how to open the run in the MLflow UI.
@@ -49,25 +50,27 @@ def write_crops(folder: Path, *, crops_per_photo: int, size: int, seed: int) -> 
 
 
 def prepare_data(out_root: Path, size: int) -> Path:
+    """Shards of the built-in photos at `size` px under `out_root` (built once, reused afterwards)."""
     from data_prep.build_shards import build_photo_shards
 
-    shards = out_root / "shards"
+    shards = out_root / f"builtin-{size}" / "shards"
     if (shards / "manifest.json").is_file():
         return shards
-    crops = write_crops(out_root / "photos", crops_per_photo=32, size=size, seed=0)
+    crops = write_crops(shards.parent / "photos", crops_per_photo=32, size=size, seed=0)
     manifest = build_photo_shards(crops, shards, size=size, val_fraction=0.3, samples_per_shard=32, seed=0)
     totals = manifest["totals"]
-    print(f"demo data: {totals['train']} train / {totals['val']} held-out crops from {len(PHOTOS)} photos -> {shards}")
+    print(
+        f"built-in data: {totals['train']} train / {totals['val']} held-out crops of {len(PHOTOS)} photos -> {shards}"
+    )
     return shards
 
 
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     cfg = train.load_config(train.TrainConfig, DEMO_CONFIG, overrides)
-    shards = prepare_data(cfg.run.output_dir / "demo-data", cfg.data.image_size)
     run_dir = cfg.run.output_dir / cfg.run.name
     (run_dir / "eval.jsonl").unlink(missing_ok=True)
-    rc = train.main([str(DEMO_CONFIG), f"data.root={shards}", "run.eval_at_start=true", *overrides])
+    rc = train.main([str(DEMO_CONFIG), "run.eval_at_start=true", *overrides])
     if rc != 0:
         return rc
     evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line.strip()]

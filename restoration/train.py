@@ -9,6 +9,7 @@ The GAN logic of each stage lives in `restoration/tasks/`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -127,6 +128,8 @@ def make_accelerator(run: RunConfig) -> Accelerator:
     # torch deprecates broadcast_buffers in favour of forward_sync_buffers, which accelerate cannot pass yet;
     # buffers are identical at init anyway (same seed on every rank before building the networks)
     warnings.filterwarnings("ignore", message=".*broadcast_buffers.*is deprecated", category=FutureWarning)
+    # a (1, n) weight's gradient may come back with different strides on its size-1 dimension: same memory, no copy
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides", category=UserWarning)
     return Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision="no",
@@ -171,6 +174,18 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "REQUEUE").unlink(missing_ok=True)
         save_yaml(cfg, run_dir / "config.yaml")
+
+    # -- data.root=builtin: shards of the photos bundled with scikit-image, built once by the main process -----
+    if cfg.data.root == Path("builtin"):
+        from restoration.demo import prepare_data
+
+        builtin_root = cfg.run.output_dir / "demo-data"
+        if is_main:
+            prepare_data(builtin_root, cfg.data.image_size)
+        accelerator.wait_for_everyone()
+        cfg = dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, root=prepare_data(builtin_root, cfg.data.image_size))
+        )
 
     # -- the stage's networks, optimizers and EMA; one prepare in a fixed order (= the checkpoint layout) ------
     bf16 = use_bf16(cfg.run)

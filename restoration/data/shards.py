@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DataConfig:
-    root: Path = Path("shards")  # a directory with manifest.json, written by data_prep.build_shards
+    root: Path = Path("builtin")  # shards with manifest.json (data_prep.build_shards), or `builtin` (demo photos)
     image_size: int = 256  # training resolution; shards at another size are resized in the workers
     num_workers: int = 2
     shuffle_buffer: int = 256

@@ -127,7 +127,9 @@ class FullyConnectedLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight * self.weight_gain
         b = self.bias * self.bias_gain if (self.bias is not None and self.bias_gain != 1) else self.bias
-        return activate(x.matmul(w.t()), b, self.activation, dim=x.ndim - 1)
+        # F.linear rather than x @ w.t(): same numbers, but the weight gradient keeps the weight's own layout (DDP
+        # buckets warn about, and copy, gradients with transposed strides)
+        return activate(F.linear(x, w), b, self.activation, dim=x.ndim - 1)
 
 
 class Conv2dLayer(nn.Module):
