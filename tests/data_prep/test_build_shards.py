@@ -167,3 +167,18 @@ def test_photo_build_bakes_seeded_val_masks(tmp_path):
     again = tmp_path / "again"
     build("photos", photos, again, size=32, val_fraction=0.5, samples_per_shard=4, progress=False)
     assert json.loads((again / "manifest.json").read_text())["shards"] == manifest["shards"]
+
+
+def test_contest_test_csv_with_inputs_only(tmp_path):
+    root = tmp_path / "data"
+    (root / "test_input").mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(root / "test_input" / f"TEST_{i:03d}.png")
+        rows.append((f"./test_input/TEST_{i:03d}.png",))
+    with open(root / "test.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("input_image_path",), *rows])
+    manifest = build("contest", root, tmp_path / "out", csv_name="test.csv", val_fraction=0.0, progress=False)
+    samples = read_shards(tmp_path / "out")
+    assert manifest["totals"]["train"] == 3
+    assert all(set(s) == {"input.png", "json"} for s in samples.values())
