@@ -70,7 +70,7 @@ def shard_urls(root: Path, split: str) -> list[str]:
 def _png(data: bytes, mode: str) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.load()
-    return img.convert(mode)
+    return img if img.mode == mode else img.convert(mode)  # convert() copies even when the mode already matches
 
 
 class CorruptSample(ValueError):
@@ -98,7 +98,7 @@ def decode(sample: dict, size: int) -> dict:
 
 def collate(samples: list[dict], corrupt: int) -> dict:
     return {
-        "gt": torch.from_numpy(np.stack([s["gt"] for s in samples])).permute(0, 3, 1, 2).contiguous(),  # (B,3,H,W)
+        "gt": torch.from_numpy(np.stack([s["gt"] for s in samples])).permute(0, 3, 1, 2),  # (B, 3, H, W) view
         "known": torch.from_numpy(np.stack([s["known"] for s in samples]))[:, None],  # (B, 1, H, W)
         "fill": torch.tensor([s["fill"] for s in samples], dtype=torch.uint8),
         "key": [s["key"] for s in samples],
