@@ -1,8 +1,8 @@
 """Import official MAT checkpoints without executing any of their code: `restoration-convert-mat SRC OUT.safetensors`.
 
-The released `.pkl` files are StyleGAN2-ADA network pickles: every module pickles as a call to
-`torch_utils.persistence._reconstruct_persistent_obj(meta)`, where `meta` carries the *source code* of the
-network, which the official loader `exec`s. We never do: a restricted unpickler resolves only an allow-list of
+The released `.pkl` files are StyleGAN2-ADA network pickles: every module pickles as a call to the persistence hook
+`_reconstruct_persistent_obj` of `torch_utils.persistence`, whose argument carries the *source code* of the network,
+which the official loader `exec`s. We never do: a restricted unpickler resolves only an allow-list of
 globals (tensor rebuilding, OrderedDict, a few torch module classes and numpy scalars), maps the persistence hook
 to an inert record of the instance state, and refuses everything else with an error naming the global. The
 parameters are then read out of the recorded module trees (G, G_ema and D: fine-tuning wants the pretrained
