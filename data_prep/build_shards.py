@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 from PIL import Image, ImageOps
-from scipy import ndimage
 from tqdm.auto import tqdm
 
+from restoration.data.exact_mask import known_from_pair
 from restoration.data.masks import MaskConfig, sample_known_mask
 
 FORMAT_VERSION = 1
@@ -192,21 +192,6 @@ def _resize_crop(img: Image.Image, size: int) -> Image.Image:
     return ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
 
 
-def _derive_known(inp: np.ndarray, gray_gt: np.ndarray) -> tuple[np.ndarray, int]:
-    """Exact known mask from a contest pair: lost = input != L(gt), then the lost pixels that kept their value by
-    chance (the fill equalled the original gray) are recovered: enclosed ones by hole filling, ones on the region's
-    edge by a 3x3 closing restricted to pixels showing the fill value. Returns (known (H, W) {0, 1}, fill)."""
-    lost = inp != gray_gt
-    if not lost.any():
-        return np.ones(inp.shape, np.uint8), 0
-    fill = int(np.median(inp[lost]))
-    shows_fill = inp == fill
-    lost = ndimage.binary_fill_holes(lost)
-    closed = ndimage.binary_closing(lost, structure=np.ones((3, 3), bool), border_value=0)
-    lost = lost | (closed & shows_fill)
-    return (~lost).astype(np.uint8), fill
-
-
 def build_sample(src: Source, root: Path, *, mode: str, size: int, seed: int, split: str) -> dict:
     """Decode, check and encode one sample; raises ValueError with the reason when it is bad."""
     meta: dict = {"source": src.gt or src.input, "group": src.group}
@@ -240,7 +225,7 @@ def build_sample(src: Source, root: Path, *, mode: str, size: int, seed: int, sp
         if gt is not None:
             if gt.size != inp_img.size:
                 raise ValueError(f"gt size {gt.size} differs from input size {inp_img.size}")
-            known, fill = _derive_known(inp, np.asarray(gt.convert("L")))
+            known, fill = known_from_pair(inp, np.asarray(gt.convert("L")))
             sample["gt.png"] = _png(gt)
             sample["known.png"] = _png(Image.fromarray(known * 255))
             meta["fill"] = fill

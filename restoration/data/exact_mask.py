@@ -6,7 +6,8 @@ natural photos almost never contain large exactly-flat areas. So: find the value
 connected component, take that component of the "equal to the value" map (which adds the region's boundary
 pixels), skip candidates whose rim fades smoothly into the photo (clipped skies and shadows), and fill small
 holes. The rule applies when that component is at least `min_area` pixels with a bounding box of at least
-`min_side` on each side (contest masks: area > 625 px, box >= 50 px a side).
+`min_side` on each side (at 512 px: 400 and 16, below the contest masks' > 625 px and >= 50 px a side; both scale
+with the image size).
 
 When it is wrong: inputs whose fill is noisy or blended (not contest-style), several holes (only the largest is
 found), or photos with a clipped flat area (pure black/white sky) larger than the real hole. The learned detector
@@ -47,8 +48,16 @@ def _smooth_rim(gray: np.ndarray, region: np.ndarray, value: int, tolerance: int
     return float((np.abs(gray[rim].astype(int) - value) <= tolerance).mean())
 
 
+def size_thresholds(shape: tuple[int, int]) -> tuple[int, int]:
+    """(min_area, min_side) for an image of `shape`: the contest's 512 px values, scaled with the image (with
+    floors), so that downscaled or small inputs keep proportionally smaller holes detectable."""
+    h, w = shape
+    scale = min(h, w) / 512
+    return max(16, round(MIN_AREA * h * w / 512**2)), max(4, round(MIN_SIDE * scale))
+
+
 def exact_hole(
-    gray: np.ndarray, *, min_area: int = MIN_AREA, min_side: int = MIN_SIDE, max_smooth_rim: float = 0.5
+    gray: np.ndarray, *, min_area: int | None = None, min_side: int | None = None, max_smooth_rim: float = 0.5
 ) -> np.ndarray | None:
     """(H, W) uint8 -> boolean hole map (True = lost), or None when the contest rule does not apply.
 
@@ -56,6 +65,9 @@ def exact_hole(
     rim. A candidate whose rim continues smoothly into the photo (a clipped highlight or shadow) is skipped; the
     largest remaining candidate wins.
     """
+    default_area, default_side = size_thresholds(gray.shape)
+    min_area = default_area if min_area is None else min_area
+    min_side = default_side if min_side is None else min_side
     flat = _flat(gray)
     if not flat.any():
         return None
@@ -82,7 +94,9 @@ def exact_hole(
     return None
 
 
-def exact_known_mask(gray_u8: Tensor, *, min_area: int = MIN_AREA, min_side: int = MIN_SIDE) -> tuple[Tensor, Tensor]:
+def exact_known_mask(
+    gray_u8: Tensor, *, min_area: int | None = None, min_side: int | None = None
+) -> tuple[Tensor, Tensor]:
     """(B, 1, H, W) uint8 -> (known_mask (B, 1, H, W) float, 1 = known; found (B,) bool).
 
     Where the rule does not apply, the mask is all ones and `found` is False.
@@ -97,3 +111,19 @@ def exact_known_mask(gray_u8: Tensor, *, min_area: int = MIN_AREA, min_side: int
             known[b, 0] = torch.from_numpy(~hole).float()
             found[b] = True
     return known.to(gray_u8.device), found.to(gray_u8.device)
+
+
+def known_from_pair(inp: np.ndarray, gray_gt: np.ndarray) -> tuple[np.ndarray, int]:
+    """Exact known mask from a contest pair (both (H, W) uint8): lost = input != L(gt), then the lost pixels that
+    kept their value by chance (the fill equalled the original gray) are recovered: enclosed ones by hole filling,
+    ones on the region's edge by a 3x3 closing restricted to pixels showing the fill value.
+    Returns (known (H, W) uint8 {0, 1}, fill value)."""
+    lost = inp != gray_gt
+    if not lost.any():
+        return np.ones(inp.shape, np.uint8), 0
+    fill = int(np.median(inp[lost]))
+    shows_fill = inp == fill
+    lost = ndimage.binary_fill_holes(lost)
+    closed = ndimage.binary_closing(lost, structure=np.ones((3, 3), bool), border_value=0)
+    lost = lost | (closed & shows_fill)
+    return (~lost).astype(np.uint8), fill

@@ -1,0 +1,294 @@
+"""The trained pipeline as one object: find the lost region -> MAT inpaints the gray -> composite -> colorize.
+
+Shared by `predict` (files), `evaluate` and the MLflow pyfunc model, so all three restore an image the same way.
+
+Where the weights come from: directories of `<network>.safetensors`, i.e. a stage export (`runs/<name>/final/`,
+with `pipeline.json`), a checkpoint (`runs/<name>/checkpoints/step-N/`, EMA files `ema_<network>.safetensors`,
+config from the run's `config.yaml`), a run directory (its `final/`, else its latest complete checkpoint) or a
+saved MLflow model (its `artifacts/pipeline/`). Several directories combine, first match per network, so an
+`inpaint` export plus a `colorize` export chain into the two-stage pipeline. Networks are rebuilt from the config
+sections stored next to the weights, never from pretrained files (those may not exist where the model is used).
+
+Sizes: MAT works on a fixed square window (512 for the official weights). An image of any other size is padded
+to a whole number of windows with the pad marked as lost (MAT paints it, the crop removes it); an image larger
+than one window is inpainted window by window. The colorizer is fully convolutional and sees the whole canvas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from einops import rearrange
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from restoration.checkpoint import TRAINER_STATE, latest_checkpoint
+from restoration.config import from_dict
+from restoration.data.color import signed_to_u8, u8_to_signed
+from restoration.data.exact_mask import exact_hole
+from restoration.models.baseline import BaselineConfig, BaselineGenerator
+from restoration.models.colorizer import ColorizerConfig, build_colorizer
+from restoration.models.detector import DetectorConfig, build_detector
+from restoration.models.mat import MATConfig, build_generator, gray_to_mat_input, mat_output_to_luma
+
+log = logging.getLogger(__name__)
+
+NETWORKS = ("mat_G", "color_G", "baseline_G", "detector")
+MODEL_SECTIONS = ("mat", "colorizer", "color_disc", "detector", "baseline")
+UNET_MULTIPLE = 32  # the timm U-Nets (colorizer, detector, baseline) need sides divisible by their total stride
+MaskSource = Literal["given", "exact", "detector", "none"]
+
+
+class ModelSourceError(ValueError):
+    """A `--model` that is not a usable weights directory; the message names it and says what was expected."""
+
+
+# -- where the weights are -----------------------------------------------------------------------------------
+
+
+@dataclass
+class WeightsSource:
+    """One directory of network weights plus the config sections that rebuild the networks."""
+
+    directory: Path
+    meta: dict[str, Any]
+    prefix: str = ""  # "ema_" in checkpoint directories
+
+    def file(self, network: str) -> Path | None:
+        path = self.directory / f"{self.prefix}{network}.safetensors"
+        return path if path.is_file() else None
+
+
+def _meta_from_run_config(config_yaml: Path) -> dict[str, Any]:
+    """The model sections of a run's `config.yaml` (missing sections fall back to the defaults when built)."""
+    try:
+        raw = yaml.safe_load(config_yaml.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ModelSourceError(f"{config_yaml}: cannot read the run config ({err})") from err
+    meta = {s: raw.get(s) or {} for s in MODEL_SECTIONS}
+    meta["stage"] = raw.get("stage", "unknown")
+    meta["image_size"] = (raw.get("data") or {}).get("image_size")
+    return meta
+
+
+def resolve_source(path: str | Path) -> WeightsSource:
+    """A weights directory from anything a user may point `--model` at (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelSourceError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise ModelSourceError(f"{path}: expected a directory (a run, its final/ export or a checkpoint), got a file")
+    if (path / "MLmodel").is_file():
+        return resolve_source(path / "artifacts" / "pipeline")
+    if (path / "pipeline.json").is_file():
+        try:
+            meta = json.loads((path / "pipeline.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ModelSourceError(f"{path / 'pipeline.json'}: unreadable ({err})") from err
+        return WeightsSource(path, meta)
+    if (path / TRAINER_STATE).is_file():  # runs/<name>/checkpoints/step-N
+        run_config = path.parent.parent / "config.yaml"
+        if not run_config.is_file():
+            raise ModelSourceError(f"{path}: a checkpoint, but its run has no config.yaml at {run_config}")
+        return WeightsSource(path, _meta_from_run_config(run_config), prefix="ema_")
+    if (path / "config.yaml").is_file():  # a run directory
+        if (path / "final" / "pipeline.json").is_file():
+            return resolve_source(path / "final")
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is not None:
+            return resolve_source(checkpoint)
+        raise ModelSourceError(f"{path}: a run directory without a final/ export or a complete checkpoint")
+    raise ModelSourceError(
+        f"{path}: not a model directory (expected pipeline.json, a checkpoint's {TRAINER_STATE}, a run's "
+        "config.yaml or an MLflow model's MLmodel)"
+    )
+
+
+def fetch_mlflow_model(uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
+    """Download an MLflow model (`runs:/<id>/model`, `models:/<name>/<version>`, `models:/m-<id>`) to `dst`."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
+    except Exception as err:  # noqa: BLE001 - mlflow raises many types; the user needs the URI and the cause
+        raise ModelSourceError(f"{uri}: cannot fetch the MLflow model ({type(err).__name__}: {err})") from err
+    return Path(local)
+
+
+# -- building the networks -----------------------------------------------------------------------------------
+
+
+def _no_pretrained(cfg: Any) -> Any:
+    """Weights come from the safetensors file; pretrained/initial weight paths of training are irrelevant."""
+    for name in ("weights", "pretrained"):
+        if hasattr(cfg, name):
+            cfg = dataclasses.replace(cfg, **{name: None})
+    return cfg
+
+
+def _build(network: str, meta: dict[str, Any]) -> nn.Module:
+    if network == "mat_G":
+        return build_generator(_no_pretrained(from_dict(MATConfig, meta.get("mat"), "mat")))
+    if network == "color_G":
+        return build_colorizer(_no_pretrained(from_dict(ColorizerConfig, meta.get("colorizer"), "colorizer")))
+    if network == "detector":
+        return build_detector(_no_pretrained(from_dict(DetectorConfig, meta.get("detector"), "detector")))
+    if network == "baseline_G":
+        return BaselineGenerator(from_dict(BaselineConfig, meta.get("baseline"), "baseline"))
+    raise ValueError(f"unknown network {network!r}")
+
+
+@dataclass
+class Restored:
+    """One restored image: RGB (H, W, 3) uint8, the known mask used (H, W) uint8 {0, 1}, and where it came from."""
+
+    rgb: np.ndarray
+    known: np.ndarray
+    mask_source: MaskSource
+
+
+@dataclass
+class Pipeline:
+    """The networks that restore a gray image; any of them may be missing (see `describe`)."""
+
+    networks: dict[str, nn.Module]
+    device: torch.device
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def window(self) -> int:
+        """The side that image canvases are padded to a multiple of."""
+        G = self.networks.get("mat_G")
+        return int(G.img_resolution) if G is not None else UNET_MULTIPLE
+
+    def describe(self) -> str:
+        nets = self.networks
+        if "baseline_G" in nets and "mat_G" not in nets:
+            steps = ["one U-Net GAN (baseline)"]
+        else:
+            steps = [
+                "MAT" if "mat_G" in nets else "no inpainter (lost region kept as filled)",
+                "colorizer" if "color_G" in nets else "no colorizer (gray output)",
+            ]
+        detect = "exact rule + learned detector" if "detector" in nets else "exact rule"
+        return f"{detect} -> " + " -> ".join(steps) + f" (window {self.window}px, {self.device})"
+
+    # -- the lost region -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def known_mask(self, gray: np.ndarray) -> tuple[np.ndarray, MaskSource]:
+        """(H, W) uint8 -> (known (H, W) uint8 {0, 1}, source): the exact contest rule, else the learned detector,
+        else everything known (nothing is inpainted)."""
+        hole = exact_hole(gray)
+        if hole is not None:
+            return (~hole).astype(np.uint8), "exact"
+        detector = self.networks.get("detector")
+        if detector is None:
+            return np.ones(gray.shape, np.uint8), "none"
+        h, w = gray.shape
+        H, W = _round_up(h, UNET_MULTIPLE), _round_up(w, UNET_MULTIPLE)
+        canvas = np.pad(gray, ((0, H - h), (0, W - w)), mode="reflect" if min(h, w) > 1 else "edge")
+        x = u8_to_signed(torch.from_numpy(canvas).to(self.device)[None, None])
+        logits = detector(x)[0, 0, :h, :w].float()
+        return (logits > 0).cpu().numpy().astype(np.uint8), "detector"
+
+    # -- restoring -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def restore(
+        self, grays: list[np.ndarray], known: list[np.ndarray | None] | None = None, *, seed: int = 0
+    ) -> list[Restored]:
+        """Restore gray (H, W) uint8 images of any sizes; `known` masks (1 = known) replace the detection."""
+        known = known if known is not None else [None] * len(grays)
+        masks: list[tuple[np.ndarray, MaskSource]] = [
+            (k.astype(np.uint8), "given") if k is not None else self.known_mask(g) for g, k in zip(grays, known)
+        ]
+        window = self.window
+        results: list[Restored | None] = [None] * len(grays)
+        by_canvas: dict[tuple[int, int], list[int]] = {}
+        for i, g in enumerate(grays):
+            by_canvas.setdefault((_round_up(g.shape[0], window), _round_up(g.shape[1], window)), []).append(i)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        for (H, W), idx in by_canvas.items():
+            gray_b = np.stack([_pad(grays[i], H, W, mode="edge") for i in idx])  # (b, H, W)
+            known_b = np.stack([_pad(masks[i][0], H, W, mode="zero") for i in idx])  # pad = lost
+            gray_t = u8_to_signed(torch.from_numpy(gray_b).to(self.device)[:, None])  # (b, 1, H, W)
+            known_t = torch.from_numpy(known_b).to(self.device)[:, None].float()
+            rgb_u8 = signed_to_u8(self._restore_canvas(gray_t, known_t, generator)).cpu()
+            for j, i in enumerate(idx):
+                h, w = grays[i].shape
+                rgb = rearrange(rgb_u8[j, :, :h, :w], "c h w -> h w c").numpy()
+                results[i] = Restored(rgb=np.ascontiguousarray(rgb), known=masks[i][0], mask_source=masks[i][1])
+        return results  # type: ignore[return-value]
+
+    def _restore_canvas(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:
+        """(b, 1, H, W) gray in [-1, 1] + known mask, H and W multiples of the window -> (b, 3, H, W) in [-1, 1]."""
+        nets = self.networks
+        if "baseline_G" in nets and "mat_G" not in nets:
+            return nets["baseline_G"](gray).clamp(-1, 1)
+        if "mat_G" in nets:
+            gray = self._inpaint(gray, known, generator)
+        if "color_G" in nets:
+            return nets["color_G"](gray).clamp(-1, 1)
+        return gray.expand(-1, 3, -1, -1)
+
+    def _inpaint(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:
+        """MAT window by window; known pixels stay exactly the input's."""
+        G, R = self.networks["mat_G"], self.window
+        nh, nw = gray.shape[2] // R, gray.shape[3] // R
+        tiles = rearrange(gray, "b c (nh h) (nw w) -> (b nh nw) c h w", h=R, w=R)
+        tiles_known = rearrange(known, "b c (nh h) (nw w) -> (b nh nw) c h w", h=R, w=R)
+        n = tiles.shape[0]
+        z = torch.randn(n, G.z_dim, device=gray.device, generator=generator)
+        c = torch.zeros(n, 0, device=gray.device)
+        out = G(gray_to_mat_input(tiles) * tiles_known, tiles_known, z, c, noise_mode="const", generator=generator)
+        luma = rearrange(mat_output_to_luma(out.float()), "(b nh nw) c h w -> b c (nh h) (nw w)", nh=nh, nw=nw)
+        return known * gray + (1.0 - known) * luma
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return max(1, math.ceil(n / multiple)) * multiple
+
+
+def _pad(a: np.ndarray, H: int, W: int, *, mode: Literal["edge", "zero"]) -> np.ndarray:
+    pads = ((0, H - a.shape[0]), (0, W - a.shape[1]))
+    return np.pad(a, pads, mode="edge") if mode == "edge" else np.pad(a, pads)
+
+
+def load_pipeline(sources: list[str | Path], device: str | torch.device = "cpu") -> Pipeline:
+    """Build the networks found in `sources` (first match per network) with their weights, in eval mode."""
+    resolved = [resolve_source(s) for s in sources]
+    if not resolved:
+        raise ModelSourceError("no model given")
+    device = torch.device(device)
+    networks: dict[str, nn.Module] = {}
+    files: dict[str, Path] = {}
+    for name in NETWORKS:
+        for source in resolved:
+            path = source.file(name)
+            if path is None:
+                continue
+            net = _build(name, source.meta)
+            try:
+                net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
+            except RuntimeError as err:
+                raise ModelSourceError(f"{path}: weights do not fit network '{name}' as configured: {err}") from err
+            networks[name] = net.to(device).eval().requires_grad_(False)
+            files[name] = path
+            break
+    if not {"mat_G", "color_G", "baseline_G"} & set(networks):
+        dirs = ", ".join(str(s.directory) for s in resolved)
+        raise ModelSourceError(f"{dirs}: no inpainter, colorizer or baseline weights (found: {sorted(networks)})")
+    for name, path in files.items():
+        log.info("%s <- %s", name, path)
+    return Pipeline(networks=networks, device=device, files=files)

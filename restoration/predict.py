@@ -1,0 +1,197 @@
+"""Restore images with a trained pipeline: ``restoration-predict --model RUN --input test.csv --out DIR --zip sub.zip``.
+
+`--model`: a run directory, its `final/` export, a checkpoint directory, a saved MLflow model directory or an
+MLflow model URI (`runs:/<id>/model`, `models:/<name>/<version>`); give it twice to chain an `inpaint` and a
+`colorize` export. `--input`: a contest csv, folders or files. Outputs are PNGs named like the inputs; `--zip`
+packs them flat (a contest submission).
+
+Why it is built this way: a long prediction job must not lose work. Each output is written atomically as soon as
+its batch is done, a bad input file is listed in `skipped.csv` and skipped instead of stopping the run, and
+`--skip-existing` continues an interrupted run. Results are reproducible for a given `--seed` and `--batch-size`
+(MAT draws its latent and its always-on dropout per batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import re
+import sys
+import tempfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from restoration.image_io import ImageItem, InputError, list_inputs, read_gray, write_png_atomic
+from restoration.pipeline import ModelSourceError, Pipeline, fetch_mlflow_model, load_pipeline
+from restoration.tracking import default_tracking_uri
+
+log = logging.getLogger("restoration.predict")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
+def open_models(specs: list[str], device: torch.device, tracking_uri: str, scratch: Path) -> Pipeline:
+    """Local paths as they are, MLflow URIs downloaded into `scratch` first."""
+    local: list[str | Path] = []
+    for i, spec in enumerate(specs):
+        if _URI.match(spec) and not Path(spec).exists():
+            local.append(fetch_mlflow_model(spec, scratch / f"model_{i}", tracking_uri))
+        else:
+            local.append(spec)
+    return load_pipeline(local, device)
+
+
+def check_flat_names(items: list[ImageItem]) -> None:
+    """A contest zip is flat: two inputs with the same file name would overwrite each other."""
+    counts = Counter(Path(item.name).name for item in items)
+    clashes = sorted(name for name, n in counts.items() if n > 1)
+    if clashes:
+        raise InputError(f"--zip is flat but these output names occur more than once: {', '.join(clashes[:10])}")
+
+
+def write_zip(out_dir: Path, names: list[str], zip_path: Path) -> None:
+    """Flat zip of the given outputs; written under a temporary name and renamed when complete."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = zip_path.with_name(f".{zip_path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
+        for name in names:
+            zf.write(out_dir / name, arcname=Path(name).name)
+    tmp.replace(zip_path)
+
+
+def predict(
+    pipeline: Pipeline,
+    items: list[ImageItem],
+    out_dir: Path,
+    *,
+    batch_size: int = 8,
+    seed: int = 0,
+    skip_existing: bool = False,
+) -> dict[str, list]:
+    """Restore every item into `out_dir`; returns the names written, the skipped (path, reason) pairs, and the
+    names converted from color or without a detected lost region."""
+    report: dict[str, list] = {"written": [], "skipped": [], "converted": [], "no_hole": []}
+    todo = []
+    for item in items:
+        if skip_existing and (out_dir / item.name).is_file():
+            report["written"].append(item.name)
+        else:
+            todo.append(item)
+    progress = tqdm(total=len(todo), desc="restoring", unit="img")
+    for start in range(0, len(todo), batch_size):
+        batch, grays = [], []
+        for item in todo[start : start + batch_size]:
+            try:
+                image = read_gray(item.path)
+            except ValueError as err:
+                report["skipped"].append((str(item.path), str(err)))
+                progress.update(1)
+                continue
+            if image.converted_from:
+                report["converted"].append(f"{item.path} ({image.converted_from})")
+            batch.append(item)
+            grays.append(image.gray)
+        if not batch:
+            continue
+        restored = pipeline.restore(grays, seed=seed + start)
+        for item, result in zip(batch, restored):
+            write_png_atomic(result.rgb, out_dir / item.name)
+            report["written"].append(item.name)
+            if result.mask_source == "none":
+                report["no_hole"].append(str(item.path))
+        progress.update(len(batch))
+    progress.close()
+    return report
+
+
+def write_skipped(out_dir: Path, skipped: list[tuple[str, str]]) -> Path:
+    path = out_dir / "skipped.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "reason"])
+        writer.writerows(skipped)
+    return path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="restoration-predict", description="Restore color images from masked gray inputs with a trained model."
+    )
+    parser.add_argument(
+        "--model", action="append", required=True, metavar="DIR|URI",
+        help="run dir, final/ export, checkpoint dir, MLflow model dir or URI (runs:/ID/model, models:/NAME/VER); "
+        "repeat to combine (first match per network)",
+    )  # fmt: skip
+    parser.add_argument("--input", nargs="+", required=True, metavar="CSV|DIR|FILE", help="contest csv, folders, files")
+    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
+    parser.add_argument("--zip", type=Path, default=None, help="also write a flat zip of the outputs (a submission)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--seed", type=int, default=0, help="seed of MAT's latent and dropout draws")
+    parser.add_argument("--skip-existing", action="store_true", help="keep outputs already in --out (resume a run)")
+    parser.add_argument("--strict", action="store_true", help="exit with 1 when any input had to be skipped")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store for URIs (default: $MLFLOW_TRACKING_URI "
+                        "or runs/mlflow.db)")  # fmt: skip
+    ns = parser.parse_args(argv)
+    if ns.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
+    return ns
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        items = list_inputs(ns.input)
+        if ns.zip is not None:
+            check_flat_names(items)
+        device = pick_device(ns.device)
+        with tempfile.TemporaryDirectory(prefix="restoration-model-") as scratch:
+            tracking_uri = ns.tracking_uri or default_tracking_uri(Path("runs"))
+            pipeline = open_models(ns.model, device, tracking_uri, Path(scratch))
+    except (InputError, ModelSourceError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"model: {pipeline.describe()}")
+    print(f"{len(items)} input(s) -> {ns.out}")
+    ns.out.mkdir(parents=True, exist_ok=True)
+    report = predict(pipeline, items, ns.out, batch_size=ns.batch_size, seed=ns.seed, skip_existing=ns.skip_existing)
+
+    if report["converted"]:
+        print(
+            f"warning: {len(report['converted'])} color input(s) converted to gray (PIL 'L'), e.g. "
+            + ", ".join(report["converted"][:3])
+        )
+    if report["no_hole"]:
+        print(
+            f"warning: no lost region found in {len(report['no_hole'])} input(s) (the contest fill rule does not apply"
+            f" and the model has no learned detector): colorized as they are, e.g. {', '.join(report['no_hole'][:3])}"
+        )
+    print(f"restored {len(report['written'])} image(s) into {ns.out}")
+    if report["skipped"]:
+        listing = write_skipped(ns.out, report["skipped"])
+        print(f"skipped {len(report['skipped'])} unreadable input(s), listed in {listing}:")
+        for path, reason in report["skipped"][:10]:
+            print(f"  {path}: {reason}")
+    if ns.zip is not None:
+        write_zip(ns.out, report["written"], ns.zip)
+        print(f"submission zip: {ns.zip} ({len(report['written'])} files)")
+    return 1 if (ns.strict and report["skipped"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
