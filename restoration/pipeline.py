@@ -39,6 +39,7 @@ from restoration.models.baseline import BaselineConfig, BaselineGenerator
 from restoration.models.colorizer import ColorizerConfig, build_colorizer
 from restoration.models.detector import DetectorConfig, build_detector
 from restoration.models.mat import MATConfig, build_generator, gray_to_mat_input, mat_output_to_luma
+from restoration.tracking import fluent_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,9 @@ def fetch_mlflow_model(uri: str, dst: Path, tracking_uri: str | None = None) -> 
     """Download an MLflow model (`runs:/<id>/model`, `models:/<name>/<version>`, `models:/m-<id>`) to `dst`."""
     import mlflow
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
+        with fluent_mlflow(tracking_uri):
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
     except Exception as err:  # noqa: BLE001 - mlflow raises many types; the user needs the URI and the cause
         raise ModelSourceError(f"{uri}: cannot fetch the MLflow model ({type(err).__name__}: {err})") from err
     return Path(local)

@@ -7,12 +7,13 @@ runs), and a tracking outage must only warn: losing a dashboard is better than l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,32 @@ def default_tracking_uri(output_dir: Path) -> str:
     if env:
         return env
     return f"sqlite:///{(Path(output_dir).resolve() / 'mlflow.db').as_posix()}"
+
+
+@contextlib.contextmanager
+def fluent_mlflow(tracking_uri: str | None) -> Iterator[None]:
+    """Point MLflow's process-wide (fluent) API at `tracking_uri` for a block, then put everything back.
+
+    `mlflow.set_tracking_uri` also exports `MLFLOW_TRACKING_URI`, which `default_tracking_uri` honours: without the
+    restore, one run's store would silently become the default of every later run in the process.
+    """
+    import mlflow
+
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    try:
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_uris[0])
+        mlflow.set_registry_uri(saved_uris[1])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def git_sha(cwd: Path | None = None) -> str:

@@ -68,6 +68,8 @@ class RunConfig:
     find_unused_parameters: bool = False
     max_nonfinite_steps: int = 20
     tracking: bool = True
+    log_model: bool = True  # log the pipeline as an MLflow pyfunc model at the end (joint and gan_baseline stages)
+    register_model: str = ""  # also register that model under this name
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints", "checkpoint_every"):
@@ -146,6 +148,19 @@ def forever(loader) -> Iterator[dict]:
     """Cycle a loader whose epochs have a fixed length (equal on every rank)."""
     while True:
         yield from loader
+
+
+def log_model(final_dir: Path, tracking_uri: str, run_id: str, register_as: str) -> None:
+    """The whole pipeline as a pyfunc model in the training run; like all tracking, a failure only warns."""
+    from restoration.mlflow_model import log_pipeline_model
+
+    try:
+        uri = log_pipeline_model([final_dir], tracking_uri=tracking_uri, run_id=run_id, register_as=register_as or None)
+    except Exception as err:  # noqa: BLE001 - the weights are safe in final/; `restoration-export` can retry
+        log.warning("could not log the MLflow model (%s: %s); run restoration-export --model %s", type(err).__name__,
+                    err, final_dir)  # fmt: skip
+        return
+    print(f"MLflow model: {uri} (runs:/{run_id}/model)" + (f", registered as {register_as}" if register_as else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         final_dir = task.export(run_dir / "final", cfg)
         tracker.log_dir(final_dir, "final")
         accelerator.print(f"done: final weights in {final_dir}")
+        if cfg.run.log_model and tracker.run_id and cfg.stage in ("joint", "gan_baseline"):
+            log_model(final_dir, default_tracking_uri(cfg.run.output_dir), tracker.run_id, cfg.run.register_model)
     tracker.end()
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -26,3 +26,60 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# -- a tiny trained-looking pipeline and a contest-layout folder, for predict / evaluate / pyfunc tests ----------
+
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+def write_tiny_export(out_dir: Path, networks: tuple[str, ...] = ("mat_G", "color_G"), seed: int = 0) -> Path:
+    """An export directory (as `runs/<name>/final/`) of the tiny config's networks with random weights."""
+    from restoration.config import load_config
+    from restoration.models.colorizer import build_colorizer
+    from restoration.models.detector import build_detector
+    from restoration.models.mat import build_generator
+    from restoration.tasks.inpainting import pipeline_meta
+    from restoration.tasks.weights_io import export_weights
+    from restoration.train import TrainConfig
+
+    cfg = load_config(TrainConfig, TINY_CONFIG)
+    torch.manual_seed(seed)
+    builders = {
+        "mat_G": lambda: build_generator(cfg.mat),
+        "color_G": lambda: build_colorizer(cfg.colorizer),
+        "detector": lambda: build_detector(cfg.detector),
+    }
+    return export_weights({name: builders[name]() for name in networks}, out_dir, pipeline_meta(cfg))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> Path:
+    return write_tiny_export(tmp_path_factory.mktemp("tiny-export") / "final")
+
+
+def make_contest_folder(root: Path, count: int = 4, size: int = 64, seed: int = 0) -> Path:
+    """`root/test_input/TEST_00i.png` (masked gray, one rectangle filled with one gray value), `root/gt/` (color
+    originals) and `root/test.csv`, as in the contest."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "test_input").mkdir(parents=True, exist_ok=True)
+    (root / "gt").mkdir(exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    rows = ["input_image_path"]
+    for i in range(count):
+        phase = rng.uniform(0, 6, size=3)
+        rgb = np.stack([np.sin(5 * xx + 3 * yy * (c + 1) + phase[c]) for c in range(3)], -1)
+        rgb = ((rgb * 0.5 + 0.5) * 255).astype(np.uint8)
+        gt = Image.fromarray(rgb)
+        gray = np.asarray(gt.convert("L")).copy()
+        y0, x0 = rng.integers(4, size // 2, size=2)
+        gray[y0 : y0 + size // 3, x0 : x0 + size // 3] = int(rng.integers(0, 30))
+        name = f"TEST_{i:03d}.png"
+        Image.fromarray(gray).save(root / "test_input" / name)
+        gt.save(root / "gt" / name)
+        rows.append(f"./test_input/{name}")
+    (root / "test.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -88,6 +88,18 @@ def test_every_stage_trains_evaluates_and_exports(stage, tmp_path, tiny_shards):
     assert all(0.0 <= m.value <= 1.0 or m.value > -1 for m in history)
     if stage == "detector":
         assert client.get_metric_history(run.info.run_id, "val/mask_iou")
+    if stage in ("joint", "gan_baseline"):  # a complete pipeline: logged as a pyfunc model in the run
+        import mlflow
+        import pandas as pd
+
+        from restoration.tracking import fluent_mlflow
+
+        with fluent_mlflow(client.tracking_uri):
+            model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+        photo = next((tiny_shards.parent / "photos").glob("*.png"))
+        out = model.predict(pd.DataFrame({"path": [str(photo)]}))
+        assert out["width"][0] == 96
+        assert out["height"][0] == 96
 
 
 def test_joint_starts_from_other_stages_exports(tmp_path, tiny_shards):

@@ -1,0 +1,111 @@
+"""The inference pipeline: where weights come from, any image size, known pixels kept, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_CONFIG, make_contest_folder, write_tiny_export
+from PIL import Image
+
+from restoration.pipeline import ModelSourceError, load_pipeline, resolve_source
+
+
+def gray_of(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).convert("L")).astype(int)
+
+
+def contest_inputs(tmp_path: Path) -> list[np.ndarray]:
+    root = make_contest_folder(tmp_path / "contest", count=3)
+    return [np.asarray(Image.open(p)) for p in sorted((root / "test_input").glob("*.png"))]
+
+
+def test_restore_keeps_known_pixels_and_fills_the_detected_hole(tiny_export, tmp_path):
+    pipeline = load_pipeline([tiny_export])
+    grays = contest_inputs(tmp_path)
+    out = pipeline.restore(grays)
+    for gray, result in zip(grays, out):
+        assert result.rgb.shape == (*gray.shape, 3)
+        assert result.rgb.dtype == np.uint8
+        assert result.mask_source == "exact"
+        known = result.known.astype(bool)
+        assert 0.05 < 1 - known.mean() < 0.3  # the filled rectangle, found without ground truth
+        # the colorizer predicts chroma only: the luma of known pixels is the input's (to rounding)
+        assert np.abs(gray_of(result.rgb)[known] - gray.astype(int)[known]).max() <= 2
+
+
+@pytest.mark.parametrize("shape", [(50, 70), (64, 64), (130, 90), (17, 200)])
+def test_any_size_is_padded_to_the_window_and_cropped_back(tiny_export, shape):
+    pipeline = load_pipeline([tiny_export])
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, shape, dtype=np.uint8)
+    known = np.ones(shape, np.uint8)
+    known[: shape[0] // 2, : shape[1] // 2] = 0
+    (result,) = pipeline.restore([gray], known=[known])
+    assert result.rgb.shape == (*shape, 3)
+    assert result.mask_source == "given"
+    assert np.array_equal(result.known, known)
+
+
+def test_same_seed_same_output_different_seed_different_output(tiny_export, tmp_path):
+    pipeline = load_pipeline([tiny_export])
+    grays = contest_inputs(tmp_path)
+    a, b = pipeline.restore(grays, seed=3), pipeline.restore(grays, seed=3)
+    c = pipeline.restore(grays, seed=4)
+    assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(a, b))
+    assert any(not np.array_equal(x.rgb, z.rgb) for x, z in zip(a, c))
+
+
+def test_image_without_a_contest_hole_uses_the_detector_or_is_left_as_is(tmp_path):
+    smooth = (np.linspace(0, 255, 64 * 64).reshape(64, 64)).astype(np.uint8)
+    without = load_pipeline([write_tiny_export(tmp_path / "a")])
+    (result,) = without.restore([smooth])
+    assert result.mask_source == "none"
+    assert result.known.all()
+    with_detector = load_pipeline([write_tiny_export(tmp_path / "b", ("mat_G", "color_G", "detector"))])
+    (result,) = with_detector.restore([smooth])
+    assert result.mask_source == "detector"
+    assert set(np.unique(result.known)) <= {0, 1}
+
+
+def test_run_directory_and_checkpoint_resolve_to_the_same_networks(tiny_export, tmp_path):
+    run = tmp_path / "runs" / "r"
+    step = run / "checkpoints" / "step-00000002"
+    step.mkdir(parents=True)
+    shutil.copyfile(TINY_CONFIG, run / "config.yaml")
+    for name in ("mat_G", "color_G"):
+        shutil.copyfile(tiny_export / f"{name}.safetensors", step / f"ema_{name}.safetensors")
+    (step / "trainer.json").write_text(json.dumps({"step": 2}))
+    assert resolve_source(run).directory == step
+    assert resolve_source(run).prefix == "ema_"
+    gray = contest_inputs(tmp_path)[:1]
+    from_checkpoint = load_pipeline([run]).restore(gray)[0].rgb
+    assert np.array_equal(from_checkpoint, load_pipeline([tiny_export]).restore(gray)[0].rgb)
+    shutil.copytree(tiny_export, run / "final")
+    assert resolve_source(run).directory == run / "final"  # a finished run: its export wins
+
+
+def test_two_exports_chain_first_match_per_network(tmp_path):
+    mat_only = write_tiny_export(tmp_path / "inpaint", ("mat_G",))
+    color_only = write_tiny_export(tmp_path / "colorize", ("color_G",), seed=1)
+    pipeline = load_pipeline([mat_only, color_only])
+    assert set(pipeline.networks) == {"mat_G", "color_G"}
+    assert pipeline.files["color_G"].parent == color_only
+    assert "MAT -> colorizer" in pipeline.describe()
+
+
+def test_bad_model_directories_are_named_in_the_error(tmp_path, tiny_export):
+    with pytest.raises(ModelSourceError, match="no such directory"):
+        load_pipeline([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelSourceError, match="empty: not a model directory"):
+        load_pipeline([tmp_path / "empty"])
+    broken = shutil.copytree(tiny_export, tmp_path / "broken")
+    meta = json.loads((broken / "pipeline.json").read_text())
+    meta["colorizer"]["decoder_channels"] = [8, 8, 8, 8]  # weights no longer fit the configured network
+    (broken / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelSourceError, match=r"color_G\.safetensors: weights do not fit network 'color_G'"):
+        load_pipeline([broken])
