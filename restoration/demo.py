@@ -7,7 +7,10 @@
    photos held out for validation;
 2. trains the `joint` stage (MAT -> colorizer, both discriminators) with `configs/demo.yaml` on CPU or GPU,
    logging to the local MLflow store and scoring the held-out photos (with contest-style masks) before and after;
-3. prints both scores and how to open the run in the MLflow UI.
+3. prints both scores and how to open the run in the MLflow UI;
+4. lays the held-out crops out like the contest (`test_input/`, `gt/`, `test.csv`), runs `restoration-predict` on
+   them into a submission zip and scores the zip with `restoration-evaluate`: the commands a user runs next on
+   real data, shown working.
 Extra `key=value` arguments override the demo config (e.g. `run.max_steps=50`).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +69,42 @@ def prepare_data(out_root: Path, size: int) -> Path:
     return shards
 
 
+def write_contest_folder(shards: Path, out: Path) -> Path:
+    """The held-out (val) samples of `shards` in the contest layout: `test_input/`, `gt/` and `test.csv`."""
+    (out / "test_input").mkdir(parents=True, exist_ok=True)
+    (out / "gt").mkdir(exist_ok=True)
+    rows = ["input_image_path"]
+    for shard in sorted(shards.glob("val-*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, _, field = member.name.partition(".")
+                target = {"input.png": out / "test_input", "gt.png": out / "gt"}.get(field)
+                if target is None:
+                    continue
+                (target / f"{key}.png").write_bytes(tar.extractfile(member).read())
+                if field == "input.png":
+                    rows.append(f"./test_input/{key}.png")
+    (out / "test.csv").write_text("\n".join(rows) + "\n")
+    return out
+
+
+def predict_and_score(run_dir: Path, shards: Path) -> int:
+    """What a user does after training, on the demo's held-out photos: predict a submission zip, then score it."""
+    from restoration import evaluate, predict
+
+    contest = write_contest_folder(shards, run_dir / "demo-contest")
+    submission = run_dir / "demo-submission.zip"
+    predict_args = ["--model", str(run_dir), "--input", str(contest / "test.csv"), "--out",
+                    str(run_dir / "demo-predictions"), "--zip", str(submission)]  # fmt: skip
+    print("\n$ restoration-predict " + " ".join(predict_args))
+    rc = predict.main(predict_args)
+    if rc != 0:
+        return rc
+    evaluate_args = ["--pred", str(submission), "--gt", str(contest / "gt"), "--input", str(contest / "test.csv")]
+    print("\n$ restoration-evaluate " + " ".join(evaluate_args))
+    return evaluate.main([*evaluate_args, "--json", str(run_dir / "demo-submission_scores.json")])
+
+
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     cfg = train.load_config(train.TrainConfig, DEMO_CONFIG, overrides)
@@ -81,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{label:>10} {e['step']:>6} {e['S']:7.4f} {e['M']:7.4f} {e['C']:7.4f} {e['score']:7.4f} {e['psnr']:7.2f}"
         )
+    builtin = cfg.run.output_dir / "demo-data" / f"builtin-{cfg.data.image_size}" / "shards"
+    shards = builtin if cfg.data.root == Path("builtin") else cfg.data.root
+    rc = predict_and_score(run_dir, shards)
     store = (cfg.run.output_dir / "mlflow.db").resolve()
-    print(f"\nsee the run, its metrics and image panels: mlflow ui --backend-store-uri sqlite:///{store}")
-    return 0
+    print(f"\nsee the run, its metrics, image panels and logged model: mlflow ui --backend-store-uri sqlite:///{store}")
+    return rc
 
 
 if __name__ == "__main__":

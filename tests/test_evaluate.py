@@ -38,7 +38,7 @@ def reference(root: Path, pred: Path) -> dict[str, dict[str, float]]:
         p = np.asarray(Image.open(pred / path.name).convert("RGB"))
         inp = np.asarray(Image.open(root / "test_input" / path.name))
         known, _ = known_from_pair(inp, np.asarray(Image.open(path).convert("L")))
-        to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+        to_t = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1)[None]  # noqa: E731
         parts = contest_score(to_t(p), to_t(gt), torch.from_numpy(known)[None, None])
         out[path.stem] = {k: float(v[0]) for k, v in parts.items()} | {"psnr": float(psnr(to_t(p), to_t(gt))[0])}
     return out
