@@ -38,6 +38,8 @@ from restoration.data.masks import MaskConfig, sample_known_mask
 
 FORMAT_VERSION = 1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+# masks baked into val samples of photo folders: the training mixture, or only the contest test style
+VAL_MASKS = {"mixture": MaskConfig(), "contest": MaskConfig(test_style=1.0, train_style=0.0, free_form=0.0)}
 _KEY_OK = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -192,7 +194,9 @@ def _resize_crop(img: Image.Image, size: int) -> Image.Image:
     return ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
 
 
-def build_sample(src: Source, root: Path, *, mode: str, size: int, seed: int, split: str) -> dict:
+def build_sample(
+    src: Source, root: Path, *, mode: str, size: int, seed: int, split: str, val_masks: str = "mixture"
+) -> dict:
     """Decode, check and encode one sample; raises ValueError with the reason when it is bad."""
     meta: dict = {"source": src.gt or src.input, "group": src.group}
     sample: dict = {"__key__": src.key}
@@ -206,7 +210,7 @@ def build_sample(src: Source, root: Path, *, mode: str, size: int, seed: int, sp
         sample["gt.png"] = _png(gt)
         if split == "val":  # fixed, seeded masks so evaluation is comparable across runs
             rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(src.key.encode()).digest()[:4], "big")])
-            known, fill = sample_known_mask(rng, size, size, MaskConfig())
+            known, fill = sample_known_mask(rng, size, size, VAL_MASKS[val_masks])
             gray = np.asarray(gt.convert("L"))
             sample["known.png"] = _png(Image.fromarray(known * 255))
             sample["input.png"] = _png(Image.fromarray(np.where(known == 1, gray, fill).astype(np.uint8)))
@@ -258,7 +262,9 @@ def shard_is_complete(out: Path, name: str) -> bool:
         return False
 
 
-def write_shard(plan: ShardPlan, root: Path, out: Path, *, mode: str, size: int, seed: int, strict: bool) -> dict:
+def write_shard(
+    plan: ShardPlan, root: Path, out: Path, *, mode: str, size: int, seed: int, strict: bool, val_masks: str = "mixture"
+) -> dict:
     """Build one shard atomically; returns its receipt (count, bytes, sha256, rejects)."""
     tmp = out / f"{plan.name}.tar.tmp"
     rejects = []
@@ -267,7 +273,7 @@ def write_shard(plan: ShardPlan, root: Path, out: Path, *, mode: str, size: int,
         writer = wds.TarWriter(fh, mtime=0.0)
         for src in plan.sources:
             try:
-                sample = build_sample(src, root, mode=mode, size=size, seed=seed, split=plan.split)
+                sample = build_sample(src, root, mode=mode, size=size, seed=seed, split=plan.split, val_masks=val_masks)
             except ValueError as err:
                 if strict:
                     raise BuildError(f"{src.gt or src.input}: {err}") from err
@@ -307,6 +313,7 @@ def build(
     seed: int = 0,
     strict: bool = False,
     progress: bool = True,
+    val_masks: str = "mixture",
 ) -> dict:
     """Build (or resume) the shards; returns the manifest written to `out/manifest.json`."""
     root, out = Path(root), Path(out)
@@ -314,6 +321,8 @@ def build(
         raise BuildError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if samples_per_shard < 1:
         raise BuildError(f"--samples-per-shard must be >= 1, got {samples_per_shard}")
+    if val_masks not in VAL_MASKS:
+        raise BuildError(f"--val-masks must be one of {sorted(VAL_MASKS)}, got {val_masks!r}")
     sources, listing_rejects = list_contest(root, csv_name) if mode == "contest" else list_photos(root)
     if strict and listing_rejects:
         path, reason = listing_rejects[0]
@@ -323,7 +332,7 @@ def build(
         stale.unlink()
     plans = plan_shards(sources, val_fraction=val_fraction, samples_per_shard=samples_per_shard)
     todo = [p for p in plans if not shard_is_complete(out, p.name)]
-    options = {"mode": mode, "size": size, "seed": seed, "strict": strict}
+    options = {"mode": mode, "size": size, "seed": seed, "strict": strict, "val_masks": val_masks}
     jobs = [(p, root, out, options) for p in todo]
     bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards")
     if workers > 1 and len(jobs) > 1:
@@ -354,6 +363,7 @@ def build(
             "val_fraction": val_fraction,
             "samples_per_shard": samples_per_shard,
             "seed": seed,
+            "val_masks": val_masks if mode == "photos" else None,
         },
         "shards": [{k: r[k] for k in ("name", "split", "count", "bytes", "sha256")} for r in receipts],
         "totals": {**totals, "rejected": len(rejects)},
@@ -373,8 +383,9 @@ def build_photo_shards(
     workers: int = 1,
     seed: int = 0,
     progress: bool = False,
+    val_masks: str = "mixture",
 ) -> dict:
-    """Programmatic entry for a folder of photos (the demo and tests use it)."""
+    """Programmatic entry for a folder of photos (the demo, the quality study and tests use it)."""
     return build(
         "photos",
         root,
@@ -385,6 +396,7 @@ def build_photo_shards(
         workers=workers,
         seed=seed,
         progress=progress,
+        val_masks=val_masks,
     )
 
 
@@ -399,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--csv", default="train.csv", help="train.csv (input + gt) or test.csv (inputs only)")
         else:
             p.add_argument("--size", type=int, default=512, help="resize and center-crop to this square size")
+            p.add_argument(
+                "--val-masks", choices=sorted(VAL_MASKS), default="mixture",
+                help="masks baked into the val samples: the training mixture or contest polygons only",
+            )  # fmt: skip
         p.add_argument("--val-fraction", type=float, default=0.05)
         p.add_argument("--samples-per-shard", type=int, default=1000)
         p.add_argument("--workers", type=int, default=1)
@@ -417,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=ns.workers,
             seed=ns.seed,
             strict=ns.strict,
+            val_masks=getattr(ns, "val_masks", "mixture"),
         )
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)

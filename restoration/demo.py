@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from restoration import train
+from restoration.checkpoint import latest_checkpoint
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -105,15 +106,25 @@ def predict_and_score(run_dir: Path, shards: Path) -> int:
     return evaluate.main([*evaluate_args, "--json", str(run_dir / "demo-submission_scores.json")])
 
 
+def read_evals(run_dir: Path) -> list[dict]:
+    path = run_dir / "eval.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     cfg = train.load_config(train.TrainConfig, DEMO_CONFIG, overrides)
     run_dir = cfg.run.output_dir / cfg.run.name
-    (run_dir / "eval.jsonl").unlink(missing_ok=True)
-    rc = train.main([str(DEMO_CONFIG), "run.eval_at_start=true", *overrides])
-    if rc != 0:
-        return rc
-    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line.strip()]
+    evals = read_evals(run_dir)
+    if (run_dir / "final" / "pipeline.json").is_file() and evals and evals[-1]["step"] == cfg.run.max_steps:
+        print(f"{run_dir} is already trained (remove it to train again); predicting and scoring with it")
+    else:
+        if latest_checkpoint(run_dir) is None:  # a fresh start (a killed demo resumes and keeps its history)
+            (run_dir / "eval.jsonl").unlink(missing_ok=True)
+        rc = train.main([str(DEMO_CONFIG), "run.eval_at_start=true", *overrides])
+        if rc != 0:
+            return rc
+        evals = read_evals(run_dir)
     first, last = evals[0], evals[-1]
     print("\nheld-out score (contest metric: 0.2 S + 0.4 M + 0.4 C)")
     print(f"{'':>10} {'step':>6} {'S':>7} {'M':>7} {'C':>7} {'score':>7} {'PSNR':>7}")
