@@ -1,0 +1,253 @@
+"""The quality study: does joint end-to-end fine-tuning beat the original notebook's two approaches?
+
+    python benchmarks/quality.py --preset cpu128 --photos ../shared/photos            # this CPU, well under an hour
+    python benchmarks/quality.py --preset gpu512 --shards /data/shards \\
+        --set mat.weights=/weights/MAT-places512.safetensors                         # production presets, a GPU
+
+Arms, all from the same config file (`configs/study/<preset>.yaml`: resolution, batch, data, masks, optimiser,
+backbones), at equal compute. With a budget of S steps per stage:
+  (a) `gan_baseline`: the notebook's one U-Net GAN doing inpainting and coloring at once, 2S steps;
+  (b) two-stage: `inpaint` (MAT) S steps and `colorize` S steps, trained separately, then chained;
+  (c) joint: starts from (b)'s checkpoints at S/2 (the same initial weights (b) had at that point) and spends the
+      remaining budget, S/2 steps, in the `joint` stage (each joint step updates both MAT and the colorizer, so
+      every network gets S updates, as in (b)).
+Every arm sees the same batches per step and the same resolution; the table reports the wall time of each too.
+
+Evaluation: the val split of the shards (whole photos never trained on, contest-style polygon masks baked in at
+build time) is restored by each pipeline with the *true* masks (the study compares restoration, not detection),
+written as PNGs and scored by `restoration.evaluate` (contest S, M, C, score and PSNR). Results go to
+`benchmarks/results/quality_<preset>.{md,json}` and `..._panels.png`; every training run, plus one run per
+evaluated pipeline, is in the MLflow experiment of the config (`mlflow ui --backend-store-uri
+sqlite:///runs/study/mlflow.db`). Finished arms are reused when the script is run again (delete `--out` to redo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from restoration import train  # noqa: E402
+from restoration.config import load_config  # noqa: E402
+from restoration.evaluate import evaluate_files  # noqa: E402
+from restoration.export import training_run_id  # noqa: E402
+from restoration.image_io import write_png_atomic  # noqa: E402
+from restoration.pipeline import load_pipeline  # noqa: E402
+from restoration.tracking import Tracker, default_tracking_uri  # noqa: E402
+
+PRESETS = {"cpu128": ("configs/study/cpu128.yaml", 200), "gpu512": ("configs/study/gpu512.yaml", 20000)}
+KEYS = ("S", "M", "C", "score", "psnr")
+
+
+@dataclass
+class Arm:
+    name: str
+    stage: str
+    steps: int
+    checkpoint_every: int
+    init: list[Path] = field(default_factory=list)
+
+
+def plan(out: Path, S: int) -> list[Arm]:
+    half = S // 2
+    ckpt = lambda run: out / run / "checkpoints" / f"step-{half:08d}"  # noqa: E731
+    return [
+        Arm("a-baseline", "gan_baseline", 2 * S, 2 * S),
+        Arm("b-inpaint", "inpaint", S, half),
+        Arm("b-colorize", "colorize", S, half),
+        Arm("c-joint", "joint", S - half, S - half, init=[ckpt("b-inpaint"), ckpt("b-colorize")]),
+    ]
+
+
+PIPELINES = {  # evaluated pipeline -> (the runs (or checkpoints) it is made of, description)
+    "(a) one GAN (notebook baseline)": (["a-baseline"], "gan_baseline, 2S steps"),
+    "(b) two-stage, trained separately": (["b-inpaint", "b-colorize"], "inpaint S + colorize S, chained"),
+    "(c) joint fine-tuning": (["c-joint"], "(b) at S/2 + joint S/2"),
+    "(c) start: (b) at S/2": (["b-inpaint@half", "b-colorize@half"], "what (c) started from"),
+}
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+
+
+def build_data(photos: Path, out: Path, size: int) -> Path:
+    from data_prep.build_shards import build_photo_shards
+
+    shards = out / "data" / f"shards-{size}"
+    if not (shards / "manifest.json").is_file():
+        manifest = build_photo_shards(photos, shards, size=size, val_fraction=0.2, samples_per_shard=64, workers=2,
+                                      seed=0, progress=True, val_masks="contest")  # fmt: skip
+        print(f"shards: {manifest['totals']} -> {shards}")
+    return shards
+
+
+def val_samples(shards: Path, dst: Path) -> list[dict]:
+    """Val samples with their baked masks; also written as `gt/` and `masks/` (white = lost) for the scorer."""
+    samples: dict[str, dict] = {}
+    for shard in sorted(shards.glob("val-*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, _, name = member.name.partition(".")
+                if name in ("input.png", "gt.png", "known.png"):
+                    img = Image.open(tar.extractfile(member))
+                    samples.setdefault(key, {"key": key})[name.split(".")[0]] = np.asarray(img).copy()
+    out = [samples[k] for k in sorted(samples)]
+    for s in out:
+        s["known"] = (s["known"] > 127).astype(np.uint8)
+        write_png_atomic(s["gt"], dst / "gt" / f"{s['key']}.png")
+        write_png_atomic(((1 - s["known"]) * 255).astype(np.uint8), dst / "masks" / f"{s['key']}.png")
+    return out
+
+
+# -- training ------------------------------------------------------------------------------------------------
+
+
+def train_arm(config: Path, out: Path, shards: Path, arm: Arm, extra: list[str], timings: dict) -> None:
+    run_dir = out / arm.name
+    if (run_dir / "final" / "pipeline.json").is_file() and arm.name in timings:
+        print(f"{arm.name}: already trained ({timings[arm.name]:.0f} s), reused")
+        return
+    args = [
+        str(config), f"stage={arm.stage}", f"run.name={arm.name}", f"run.output_dir={out}",
+        f"run.max_steps={arm.steps}", f"run.checkpoint_every={arm.checkpoint_every}", f"data.root={shards}",
+        *([f"init.from_weights=[{','.join(map(str, arm.init))}]"] if arm.init else []), *extra,
+    ]  # fmt: skip
+    print(f"\n=== {arm.name}: {arm.stage}, {arm.steps} steps ===")
+    start = time.perf_counter()
+    if train.main(args) != 0:
+        raise SystemExit(f"{arm.name}: training failed")
+    timings[arm.name] = time.perf_counter() - start
+    (out / "timings.json").write_text(json.dumps(timings, indent=2))
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------
+
+
+def sources(out: Path, parts: list[str], S: int) -> list[Path]:
+    paths = []
+    for part in parts:
+        name, _, at = part.partition("@")
+        paths.append(out / name / "checkpoints" / f"step-{S // 2:08d}" if at == "half" else out / name)
+    return paths
+
+
+def restore_all(model: list[Path], samples: list[dict], pred_dir: Path, batch: int = 16) -> list[np.ndarray]:
+    pipeline = load_pipeline(model, "cuda" if _cuda() else "cpu")
+    outputs = []
+    for i in range(0, len(samples), batch):
+        chunk = samples[i : i + batch]
+        restored = pipeline.restore([s["input"] for s in chunk], known=[s["known"] for s in chunk], seed=i)
+        for s, r in zip(chunk, restored):
+            write_png_atomic(r.rgb, pred_dir / f"{s['key']}.png")
+            outputs.append(r.rgb)
+    return outputs
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def panels(samples: list[dict], outputs: dict[str, list[np.ndarray]], count: int = 4) -> np.ndarray:
+    """Rows: val samples; columns: masked input | each pipeline | ground truth."""
+    rows = []
+    for i in range(min(count, len(samples))):
+        cells = [np.repeat(samples[i]["input"][..., None], 3, axis=2)]
+        cells += [outputs[name][i] for name in outputs]
+        cells.append(samples[i]["gt"])
+        rows.append(np.concatenate(cells, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| pipeline | training | train time | S | M | C | score | PSNR |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r["mean"]
+        lines.append(
+            f"| {r['name']} | {r['training']} | {r['train_s'] / 60:.1f} min | {m['S']:.4f} | {m['M']:.4f} | "
+            f"{m['C']:.4f} | **{m['score']:.4f}** | {m['psnr']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu128")
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "photos", help="color photos")
+    parser.add_argument("--shards", type=Path, default=None, help="existing shards instead of --photos")
+    parser.add_argument("--steps", type=int, default=None, help="S, the steps per stage (default: the preset's)")
+    parser.add_argument("--out", type=Path, default=None, help="default: the config's run.output_dir")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--tag", default="", help="suffix of the result files (for variants)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every arm")
+    ns = parser.parse_args(argv)
+
+    config_rel, default_steps = PRESETS[ns.preset]
+    config = ROOT / config_rel
+    cfg = load_config(train.TrainConfig, config, ns.set)
+    S = ns.steps or default_steps
+    out = (ns.out or cfg.run.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    shards = ns.shards or build_data(ns.photos, out, cfg.data.image_size)
+    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
+
+    for arm in plan(out, S):
+        train_arm(config, out, shards, arm, ns.set, timings)
+
+    eval_dir = out / "eval"
+    samples = val_samples(shards, eval_dir)
+    print(f"\nscoring {len(samples)} held-out photos with their true contest-style masks")
+    train_s = {
+        "(a) one GAN (notebook baseline)": timings["a-baseline"],
+        "(b) two-stage, trained separately": timings["b-inpaint"] + timings["b-colorize"],
+        "(c) joint fine-tuning": (timings["b-inpaint"] + timings["b-colorize"]) / 2 + timings["c-joint"],
+        "(c) start: (b) at S/2": (timings["b-inpaint"] + timings["b-colorize"]) / 2,
+    }
+    rows, outputs = [], {}
+    tracking_uri = default_tracking_uri(out)
+    for name, (parts, training) in PIPELINES.items():
+        slug = name.split(")")[0].strip("(") + ("-start" if "start" in name else "")
+        pred_dir = eval_dir / f"pred-{slug}"
+        outputs[name] = restore_all(sources(out, parts, S), samples, pred_dir)
+        result = evaluate_files(pred_dir, eval_dir / "gt", masks=eval_dir / "masks")
+        rows.append({"name": name, "training": training, "train_s": train_s[name], **result})
+        tracker = Tracker(enabled=True)  # one MLflow run per evaluated pipeline, next to the training runs
+        run_id = training_run_id(out / parts[0]) if len(parts) == 1 else None
+        tracker.start(tracking_uri=tracking_uri, experiment=cfg.run.experiment, run_name=f"eval {name}", run_id=run_id)
+        tracker.log_metrics({f"study/{k}": v for k, v in result["mean"].items()}, step=S)
+        tracker.end()
+
+    budget = f"S = {S} steps per stage, batch {cfg.run.batch_size}, {cfg.data.image_size} px, {len(samples)} val photos"
+    table = markdown_table(rows)
+    ns.results.mkdir(parents=True, exist_ok=True)
+    stem = f"quality_{ns.preset}{ns.tag}"
+    (ns.results / f"{stem}.md").write_text(f"{budget}\n\n{table}\n")
+    slim = [{k: r[k] for k in ("name", "training", "train_s", "mean", "count")} for r in rows]
+    (ns.results / f"{stem}.json").write_text(
+        json.dumps({"budget": budget, "overrides": ns.set, "rows": slim}, indent=2)
+    )
+    grid = panels(samples, {k: v for k, v in outputs.items() if "start" not in k})
+    Image.fromarray(grid).save(ns.results / f"{stem}_panels.png")
+    summary = Tracker(enabled=True)
+    summary.start(tracking_uri=tracking_uri, experiment=cfg.run.experiment, run_name=f"study summary {stem}")
+    for path in (ns.results / f"{stem}.md", ns.results / f"{stem}_panels.png"):
+        summary.log_artifact(path)
+    summary.end()
+    print(f"\n{budget}\n\n{table}\n\npanels (input | a | b | c | ground truth): {ns.results / f'{stem}_panels.png'}")
+    print(f"runs: mlflow ui --backend-store-uri {tracking_uri}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
