@@ -8,9 +8,9 @@ Arms, all from the same config file (`configs/study/<preset>.yaml`: resolution, 
 backbones), at equal compute. With a budget of S steps per stage:
   (a) `gan_baseline`: the notebook's one U-Net GAN doing inpainting and coloring at once, 2S steps;
   (b) two-stage: `inpaint` (MAT) S steps and `colorize` S steps, trained separately, then chained;
-  (c) joint: starts from (b)'s checkpoints at S/2 (the same initial weights (b) had at that point) and spends the
+  (c) joint: starts from (b)'s checkpoints at S/2 (the same weights (b) had at that point) and spends the
       remaining budget, S/2 steps, in the `joint` stage (each joint step updates both MAT and the colorizer, so
-      every network gets S updates, as in (b)).
+      every network gets S updates, as in (b)), on the second half of (b)'s learning-rate curve.
 Every arm sees the same batches per step and the same resolution; the table reports the wall time of each too.
 
 Evaluation: the val split of the shards (whole photos never trained on, contest-style polygon masks baked in at
@@ -43,6 +43,7 @@ from restoration.evaluate import evaluate_files  # noqa: E402
 from restoration.export import training_run_id  # noqa: E402
 from restoration.image_io import write_png_atomic  # noqa: E402
 from restoration.pipeline import load_pipeline  # noqa: E402
+from restoration.tasks.schedule import OptimConfig, lr_factor  # noqa: E402
 from restoration.tracking import Tracker, default_tracking_uri  # noqa: E402
 
 PRESETS = {"cpu128": ("configs/study/cpu128.yaml", 200), "gpu512": ("configs/study/gpu512.yaml", 20000)}
@@ -56,17 +57,30 @@ class Arm:
     steps: int
     checkpoint_every: int
     init: list[Path] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
 
 
-def plan(out: Path, S: int) -> list[Arm]:
+def continue_schedule(optim: OptimConfig, S: int) -> list[str]:
+    """Overrides that make (c)'s joint steps follow the second half of (b)'s learning-rate curve: start at the rate
+    (b) had at S/2, no new warmup, and end at the rate (b) ends with, so (c) differs from (b) only in what is
+    trained, not in how hot."""
+    f = lr_factor(S // 2, S, optim)
+    return [
+        f"optim.lr={optim.lr * f}", f"optim.d_lr={optim.d_lr * f}", "optim.warmup_steps=0",
+        f"optim.min_lr_ratio={optim.min_lr_ratio / f}",
+    ]  # fmt: skip
+
+
+def plan(out: Path, S: int, optim: OptimConfig) -> list[Arm]:
     half = S // 2
     ckpt = lambda run: out / run / "checkpoints" / f"step-{half:08d}"  # noqa: E731
     return [
         Arm("a-baseline", "gan_baseline", 2 * S, 2 * S),
         Arm("b-inpaint", "inpaint", S, half),
         Arm("b-colorize", "colorize", S, half),
-        Arm("c-joint", "joint", S - half, S - half, init=[ckpt("b-inpaint"), ckpt("b-colorize")]),
-    ]
+        Arm("c-joint", "joint", S - half, S - half, [ckpt("b-inpaint"), ckpt("b-colorize")],
+            continue_schedule(optim, S)),
+    ]  # fmt: skip
 
 
 PIPELINES = {  # evaluated pipeline -> (the runs (or checkpoints) it is made of, description)
@@ -120,7 +134,7 @@ def train_arm(config: Path, out: Path, shards: Path, arm: Arm, extra: list[str],
     args = [
         str(config), f"stage={arm.stage}", f"run.name={arm.name}", f"run.output_dir={out}",
         f"run.max_steps={arm.steps}", f"run.checkpoint_every={arm.checkpoint_every}", f"data.root={shards}",
-        *([f"init.from_weights=[{','.join(map(str, arm.init))}]"] if arm.init else []), *extra,
+        *([f"init.from_weights=[{','.join(map(str, arm.init))}]"] if arm.init else []), *arm.overrides, *extra,
     ]  # fmt: skip
     print(f"\n=== {arm.name}: {arm.stage}, {arm.steps} steps ===")
     start = time.perf_counter()
@@ -202,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     shards = ns.shards or build_data(ns.photos, out, cfg.data.image_size)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
 
-    for arm in plan(out, S):
+    for arm in plan(out, S, cfg.optim):
         train_arm(config, out, shards, arm, ns.set, timings)
 
     eval_dir = out / "eval"

@@ -8,7 +8,8 @@ MAT generator, colorizer or the baseline; no discriminators) and `pipeline.json`
 Input (a DataFrame, or JSON `dataframe_records` / `dataframe_split`, or a CSV): one row per image with either
 `image`, the encoded file (PNG/JPEG/...) as bytes or base64 text, or `path`, a file readable by the server.
 Output: one row per image: `image` (base64 PNG of the restored RGB), `width`, `height`, `lost_fraction` (of the
-detected lost region) and `mask_source` (exact / detector / none). Params: `seed`, `batch_size`.
+detected lost region) and `mask_source` (exact / detector / none). Params: `seed`, `batch_size`,
+`truncation_psi` (MAT's style: 0 = mean style, the default; 1 = sampled).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import mlflow.pyfunc
 import numpy as np
 from PIL import Image
 
+from restoration.models.mat import INFERENCE_TRUNCATION
 from restoration.pipeline import NETWORKS, load_pipeline, resolve_source
 from restoration.tracking import fluent_mlflow
 
@@ -54,10 +56,6 @@ def _encode_png(rgb: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-# the input schema is the signature below; MLflow's hint-based validation does not apply to DataFrames of files
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 class RestorationModel(mlflow.pyfunc.PythonModel):
@@ -92,6 +90,7 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
                 raise ValueError(f"row {i}: {err}") from None
         batch = int(params.get("batch_size", 8))
         seed = int(params.get("seed", 0))
+        self.pipeline.truncation_psi = float(params.get("truncation_psi", INFERENCE_TRUNCATION))
         out = []
         for start in range(0, len(grays), batch):
             out.extend(self.pipeline.restore(grays[start : start + batch], seed=seed + start))
@@ -120,7 +119,13 @@ def signature() -> Any:
             ColSpec("string", "mask_source"),
         ]
     )
-    params = ParamSchema([ParamSpec("seed", "long", 0), ParamSpec("batch_size", "long", 8)])
+    params = ParamSchema(
+        [
+            ParamSpec("seed", "long", 0),
+            ParamSpec("batch_size", "long", 8),
+            ParamSpec("truncation_psi", "double", INFERENCE_TRUNCATION),
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 

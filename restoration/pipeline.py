@@ -38,7 +38,13 @@ from restoration.data.exact_mask import exact_hole
 from restoration.models.baseline import BaselineConfig, BaselineGenerator
 from restoration.models.colorizer import ColorizerConfig, build_colorizer
 from restoration.models.detector import DetectorConfig, build_detector
-from restoration.models.mat import MATConfig, build_generator, gray_to_mat_input, mat_output_to_luma
+from restoration.models.mat import (
+    INFERENCE_TRUNCATION,
+    MATConfig,
+    build_generator,
+    gray_to_mat_input,
+    mat_output_to_luma,
+)
 from restoration.tracking import fluent_mlflow
 
 log = logging.getLogger(__name__)
@@ -165,6 +171,7 @@ class Pipeline:
     networks: dict[str, nn.Module]
     device: torch.device
     files: dict[str, Path] = field(default_factory=dict)
+    truncation_psi: float = INFERENCE_TRUNCATION  # MAT's style: 0 = the mean style (best contest score), 1 = sampled
 
     @property
     def window(self) -> int:
@@ -250,7 +257,8 @@ class Pipeline:
         n = tiles.shape[0]
         z = torch.randn(n, G.z_dim, device=gray.device, generator=generator)
         c = torch.zeros(n, 0, device=gray.device)
-        out = G(gray_to_mat_input(tiles) * tiles_known, tiles_known, z, c, noise_mode="const", generator=generator)
+        masked = gray_to_mat_input(tiles) * tiles_known
+        out = G(masked, tiles_known, z, c, truncation_psi=self.truncation_psi, noise_mode="const", generator=generator)
         luma = rearrange(mat_output_to_luma(out.float()), "(b nh nw) c h w -> b c (nh h) (nw w)", nh=nh, nw=nw)
         return known * gray + (1.0 - known) * luma
 
@@ -264,7 +272,9 @@ def _pad(a: np.ndarray, H: int, W: int, *, mode: Literal["edge", "zero"]) -> np.
     return np.pad(a, pads, mode="edge") if mode == "edge" else np.pad(a, pads)
 
 
-def load_pipeline(sources: list[str | Path], device: str | torch.device = "cpu") -> Pipeline:
+def load_pipeline(
+    sources: list[str | Path], device: str | torch.device = "cpu", truncation_psi: float = INFERENCE_TRUNCATION
+) -> Pipeline:
     """Build the networks found in `sources` (first match per network) with their weights, in eval mode."""
     resolved = [resolve_source(s) for s in sources]
     if not resolved:
@@ -290,4 +300,4 @@ def load_pipeline(sources: list[str | Path], device: str | torch.device = "cpu")
         raise ModelSourceError(f"{dirs}: no inpainter, colorizer or baseline weights (found: {sorted(networks)})")
     for name, path in files.items():
         log.info("%s <- %s", name, path)
-    return Pipeline(networks=networks, device=device, files=files)
+    return Pipeline(networks=networks, device=device, files=files, truncation_psi=truncation_psi)

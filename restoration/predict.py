@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from restoration.image_io import ImageItem, InputError, list_inputs, read_gray, write_png_atomic
+from restoration.models.mat import INFERENCE_TRUNCATION
 from restoration.pipeline import ModelSourceError, Pipeline, fetch_mlflow_model, load_pipeline
 from restoration.tracking import default_tracking_uri
 
@@ -43,7 +44,13 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def open_models(specs: list[str], device: torch.device, tracking_uri: str, scratch: Path) -> Pipeline:
+def open_models(
+    specs: list[str],
+    device: torch.device,
+    tracking_uri: str,
+    scratch: Path,
+    truncation_psi: float = INFERENCE_TRUNCATION,
+) -> Pipeline:
     """Local paths as they are, MLflow URIs downloaded into `scratch` first."""
     local: list[str | Path] = []
     for i, spec in enumerate(specs):
@@ -51,7 +58,7 @@ def open_models(specs: list[str], device: torch.device, tracking_uri: str, scrat
             local.append(fetch_mlflow_model(spec, scratch / f"model_{i}", tracking_uri))
         else:
             local.append(spec)
-    return load_pipeline(local, device)
+    return load_pipeline(local, device, truncation_psi)
 
 
 def check_flat_names(items: list[ImageItem]) -> None:
@@ -141,6 +148,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="seed of MAT's latent and dropout draws")
+    parser.add_argument(
+        "--truncation", type=float, default=INFERENCE_TRUNCATION, metavar="PSI",
+        help="MAT's style truncation: 0 = mean style (default, best contest score), 1 = sampled textures",
+    )  # fmt: skip
     parser.add_argument("--skip-existing", action="store_true", help="keep outputs already in --out (resume a run)")
     parser.add_argument("--strict", action="store_true", help="exit with 1 when any input had to be skipped")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store for URIs (default: $MLFLOW_TRACKING_URI "
@@ -162,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(ns.device)
         with tempfile.TemporaryDirectory(prefix="restoration-model-") as scratch:
             tracking_uri = ns.tracking_uri or default_tracking_uri(Path("runs"))
-            pipeline = open_models(ns.model, device, tracking_uri, Path(scratch))
+            pipeline = open_models(ns.model, device, tracking_uri, Path(scratch), ns.truncation)
     except (InputError, ModelSourceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -109,3 +109,15 @@ def test_bad_model_directories_are_named_in_the_error(tmp_path, tiny_export):
     (broken / "pipeline.json").write_text(json.dumps(meta))
     with pytest.raises(ModelSourceError, match=r"color_G\.safetensors: weights do not fit network 'color_G'"):
         load_pipeline([broken])
+
+
+def test_truncation_zero_is_the_default_and_differs_from_sampled_styles(tiny_export, tmp_path):
+    grays = contest_inputs(tmp_path)
+    default = load_pipeline([tiny_export])
+    assert default.truncation_psi == 0.0
+    sampled = load_pipeline([tiny_export], truncation_psi=1.0)
+    a, b = default.restore(grays, seed=0), sampled.restore(grays, seed=0)
+    assert any(not np.array_equal(x.rgb, y.rgb) for x, y in zip(a, b))
+    for x, y in zip(a, b):  # only the lost region can change
+        known = x.known.astype(bool)
+        assert np.array_equal(x.rgb[known], y.rgb[known]) or np.abs(gray_of(x.rgb) - gray_of(y.rgb))[known].max() <= 2

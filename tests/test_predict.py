@@ -92,3 +92,13 @@ def test_bad_model_and_bad_csv_are_clear_errors(tiny_export, tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("path\nx.png\n")
     assert main(["--model", str(tiny_export), "--input", str(tmp_path / "bad.csv")]) == 2
     assert "expected a column 'input_image_path'" in capsys.readouterr().err
+
+
+def test_truncation_flag_changes_only_the_lost_region(tiny_export, tmp_path):
+    root = make_contest_folder(tmp_path / "c", count=2)
+    for psi in ("0", "1"):
+        args = ["--model", str(tiny_export), "--input", str(root / "test_input"), "--out", str(tmp_path / psi)]
+        assert main([*args, "--truncation", psi]) == 0
+    a = np.asarray(Image.open(tmp_path / "0" / "TEST_000.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "1" / "TEST_000.png")).astype(int)
+    assert not np.array_equal(a, b)

@@ -88,6 +88,12 @@ PRESETS: dict[str, MATArch] = {
 }  # fmt: skip
 
 
+# Truncation psi when *restoring* (evaluation, prediction, the MLflow model): 0 = MAT's mean style (w_avg) for
+# every image. The quality study measured psi 0 > 0.5 > 1 on the contest score for both the two-stage and the joint
+# pipeline (M, SSIM in the hole, rewards the most likely fill over a sampled texture); 1 is the official default.
+INFERENCE_TRUNCATION = 0.0
+
+
 @dataclass
 class MATConfig:
     """Which MAT to build and where its weights come from (the `mat.*` section of a training config)."""

@@ -20,7 +20,13 @@ from torch import Tensor, nn
 from restoration.config import to_dict
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.reconstruction import masked_l1
-from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input, mat_output_to_luma
+from restoration.models.mat import (
+    INFERENCE_TRUNCATION,
+    build_discriminator,
+    build_generator,
+    gray_to_mat_input,
+    mat_output_to_luma,
+)
 from restoration.tasks.gan_mechanics import (
     ema_decay_from_half_life,
     ema_update,
@@ -208,7 +214,7 @@ def inpaint_gray(G: nn.Module, batch: dict[str, Tensor], generator: torch.Genera
     masked = gray_to_mat_input(batch["input"]) * known
     z = torch.randn(known.shape[0], G.z_dim, device=known.device, generator=generator)
     c = torch.zeros(known.shape[0], 0, device=known.device)
-    out = G(masked, known, z, c, noise_mode="const", generator=generator)
+    out = G(masked, known, z, c, truncation_psi=INFERENCE_TRUNCATION, noise_mode="const", generator=generator)
     return known * batch["input"] + (1.0 - known) * mat_output_to_luma(out.float())
 
 
