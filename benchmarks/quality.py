@@ -10,7 +10,9 @@ backbones), at equal compute. With a budget of S steps per stage:
   (b) two-stage: `inpaint` (MAT) S steps and `colorize` S steps, trained separately, then chained;
   (c) joint: starts from (b)'s checkpoints at S/2 (the same weights (b) had at that point) and spends the
       remaining budget, S/2 steps, in the `joint` stage (each joint step updates both MAT and the colorizer, so
-      every network gets S updates, as in (b)), on the second half of (b)'s learning-rate curve.
+      every network gets S updates, as in (b)), on the second half of (b)'s learning-rate curve;
+  (d) joint end to end from the start: the `joint` stage for S steps from random weights (one joint step costs
+      about one inpaint step plus one colorize step, so S joint steps match (b)'s compute).
 Every arm sees the same batches per step and the same resolution; the table reports the wall time of each too.
 
 Evaluation: the val split of the shards (whole photos never trained on, contest-style polygon masks baked in at
@@ -80,6 +82,7 @@ def plan(out: Path, S: int, optim: OptimConfig) -> list[Arm]:
         Arm("b-colorize", "colorize", S, half),
         Arm("c-joint", "joint", S - half, S - half, [ckpt("b-inpaint"), ckpt("b-colorize")],
             continue_schedule(optim, S)),
+        Arm("d-joint-e2e", "joint", S, S),
     ]  # fmt: skip
 
 
@@ -88,6 +91,7 @@ PIPELINES = {  # evaluated pipeline -> (the runs (or checkpoints) it is made of,
     "(b) two-stage, trained separately": (["b-inpaint", "b-colorize"], "inpaint S + colorize S, chained"),
     "(c) joint fine-tuning": (["c-joint"], "(b) at S/2 + joint S/2"),
     "(c) start: (b) at S/2": (["b-inpaint@half", "b-colorize@half"], "what (c) started from"),
+    "(d) joint end to end from the start": (["d-joint-e2e"], "joint S steps from random init"),
 }
 
 
@@ -227,11 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         "(b) two-stage, trained separately": timings["b-inpaint"] + timings["b-colorize"],
         "(c) joint fine-tuning": (timings["b-inpaint"] + timings["b-colorize"]) / 2 + timings["c-joint"],
         "(c) start: (b) at S/2": (timings["b-inpaint"] + timings["b-colorize"]) / 2,
+        "(d) joint end to end from the start": timings["d-joint-e2e"],
     }
     rows, outputs = [], {}
     tracking_uri = default_tracking_uri(out)
     for name, (parts, training) in PIPELINES.items():
-        slug = name.split(")")[0].strip("(") + ("-start" if "start" in name else "")
+        slug = name.split(")")[0].strip("(") + ("-start" if "start:" in name else "")
         pred_dir = eval_dir / f"pred-{slug}"
         outputs[name] = restore_all(sources(out, parts, S), samples, pred_dir)
         result = evaluate_files(pred_dir, eval_dir / "gt", masks=eval_dir / "masks")
@@ -251,14 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     (ns.results / f"{stem}.json").write_text(
         json.dumps({"budget": budget, "overrides": ns.set, "rows": slim}, indent=2)
     )
-    grid = panels(samples, {k: v for k, v in outputs.items() if "start" not in k})
+    grid = panels(samples, {k: v for k, v in outputs.items() if "start:" not in k})
     Image.fromarray(grid).save(ns.results / f"{stem}_panels.png")
     summary = Tracker(enabled=True)
     summary.start(tracking_uri=tracking_uri, experiment=cfg.run.experiment, run_name=f"study summary {stem}")
     for path in (ns.results / f"{stem}.md", ns.results / f"{stem}_panels.png"):
         summary.log_artifact(path)
     summary.end()
-    print(f"\n{budget}\n\n{table}\n\npanels (input | a | b | c | ground truth): {ns.results / f'{stem}_panels.png'}")
+    print(f"\n{budget}\n\n{table}\n")
+    print(f"panels (input | a | b | c | d | ground truth): {ns.results / f'{stem}_panels.png'}")
     print(f"runs: mlflow ui --backend-store-uri {tracking_uri}")
     return 0
 

@@ -56,8 +56,14 @@ def save_checkpoint(
     ema: dict[str, nn.Module],
     trainer_state: dict[str, Any],
     keep: int,
+    plain: dict[str, nn.Module] | None = None,
 ) -> Path:
-    """Save on all ranks (collective); returns the final directory. Keeps the newest `keep` checkpoints."""
+    """Save on all ranks (collective); returns the final directory. Keeps the newest `keep` checkpoints.
+
+    `plain`: networks without an EMA copy (the discriminators, unwrapped), also written as `<name>.safetensors`,
+    so that a later stage can start from this checkpoint with its discriminators (`init.from_weights`) instead of
+    fresh ones; accelerate's own `model_N` files are only meaningful to a resume of this very run.
+    """
     root = checkpoints_root(run_dir)
     final = root / f"step-{step:08d}"
     tmp = root / f"step-{step:08d}.tmp"
@@ -70,6 +76,9 @@ def save_checkpoint(
     if accelerator.is_main_process:
         for name, module in ema.items():
             save_file(_ema_state(module), str(tmp / f"ema_{name}.safetensors"))
+        for name, module in (plain or {}).items():
+            if name not in ema:
+                save_file(_ema_state(module), str(tmp / f"{name}.safetensors"))
         (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=2))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

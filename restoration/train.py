@@ -325,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         stop = preemption.agreed(accelerator)
         if stop or step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
             save_checkpoint(
-                accelerator, run_dir, step, ema=task.ema, trainer_state=state, keep=cfg.run.keep_checkpoints
-            )
+                accelerator, run_dir, step, ema=task.ema, trainer_state=state, keep=cfg.run.keep_checkpoints,
+                plain={k: accelerator.unwrap_model(v) for k, v in task.networks.items()},
+            )  # fmt: skip
         if stop:
             accelerator.print(f"stop signal ({preemption.signal_name or 'on another rank'}): saved step {step}")
             if is_main:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -102,7 +103,7 @@ def test_every_stage_trains_evaluates_and_exports(stage, tmp_path, tiny_shards):
         assert out["height"][0] == 96
 
 
-def test_joint_starts_from_other_stages_exports(tmp_path, tiny_shards):
+def test_joint_starts_from_other_stages_exports_and_checkpoints(tmp_path, tiny_shards, caplog):
     assert main([str(TINY), *overrides(tmp_path, tiny_shards, "stage=inpaint", "run.name=a", "run.max_steps=1")]) == 0
     assert main([str(TINY), *overrides(tmp_path, tiny_shards, "stage=colorize", "run.name=b", "run.max_steps=1")]) == 0
     a, b = tmp_path / "runs" / "a" / "final", tmp_path / "runs" / "b" / "final"
@@ -111,6 +112,19 @@ def test_joint_starts_from_other_stages_exports(tmp_path, tiny_shards):
          f"init.from_weights=[{a},{b}]"]
     )  # fmt: skip
     assert rc == 0
+    # a checkpoint is a starting point too, discriminators included (not only accelerate's model_N files)
+    a_ckpt, b_ckpt = (tmp_path / "runs" / name / "checkpoints" / "step-00000001" for name in "ab")
+    assert (a_ckpt / "mat_D.safetensors").is_file()
+    assert (b_ckpt / "color_D.safetensors").is_file()
+    assert not (a_ckpt / "mat_G.safetensors").exists()  # generators are there as their EMA copies only
+    with caplog.at_level(logging.INFO, logger="restoration.tasks.weights_io"):
+        rc = main(
+            [str(TINY), *overrides(tmp_path, tiny_shards, "stage=joint", "run.name=d", "run.max_steps=1"),
+             f"init.from_weights=[{a_ckpt},{b_ckpt}]"]
+        )  # fmt: skip
+    assert rc == 0
+    loaded = {r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("initialised")}
+    assert loaded == {"mat_G", "mat_D", "color_G", "color_D"}
 
 
 def launch_two_ranks(tmp_path: Path, shards: Path, *extra: str, cwd: Path) -> subprocess.Popen:
