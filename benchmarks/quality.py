@@ -45,6 +45,7 @@ from restoration.evaluate import evaluate_files  # noqa: E402
 from restoration.export import training_run_id  # noqa: E402
 from restoration.image_io import write_png_atomic  # noqa: E402
 from restoration.pipeline import load_pipeline  # noqa: E402
+from restoration.predict import pick_device  # noqa: E402
 from restoration.tasks.schedule import OptimConfig, lr_factor  # noqa: E402
 from restoration.tracking import Tracker, default_tracking_uri  # noqa: E402
 
@@ -160,7 +161,7 @@ def sources(out: Path, parts: list[str], S: int) -> list[Path]:
 
 
 def restore_all(model: list[Path], samples: list[dict], pred_dir: Path, batch: int = 16) -> list[np.ndarray]:
-    pipeline = load_pipeline(model, "cuda" if _cuda() else "cpu")
+    pipeline = load_pipeline(model, pick_device("auto"))
     outputs = []
     for i in range(0, len(samples), batch):
         chunk = samples[i : i + batch]
@@ -169,12 +170,6 @@ def restore_all(model: list[Path], samples: list[dict], pred_dir: Path, batch: i
             write_png_atomic(r.rgb, pred_dir / f"{s['key']}.png")
             outputs.append(r.rgb)
     return outputs
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def panels(samples: list[dict], outputs: dict[str, list[np.ndarray]], count: int = 4) -> np.ndarray:

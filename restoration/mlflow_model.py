@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from restoration.models.mat import INFERENCE_TRUNCATION
-from restoration.pipeline import NETWORKS, load_pipeline, resolve_source
+from restoration.pipeline import NETWORK_SECTIONS, NETWORKS, load_pipeline, resolve_source
 from restoration.tracking import fluent_mlflow
 
 ENTRY = Path(__file__).with_name("pyfunc_entry.py")
@@ -149,13 +149,12 @@ def inference_weights(sources: list[Path], dst: Path) -> Path:
     resolved = [resolve_source(s) for s in sources]
     dst.mkdir(parents=True, exist_ok=True)
     meta = dict(resolved[0].meta)
-    section = {"mat_G": "mat", "color_G": "colorizer", "detector": "detector", "baseline_G": "baseline"}
     copied = []
     for name in NETWORKS:
         source = next((s for s in resolved if s.file(name) is not None), None)
         if source is not None:
             shutil.copyfile(source.file(name), dst / f"{name}.safetensors")
-            meta[section[name]] = source.meta.get(section[name])
+            meta[NETWORK_SECTIONS[name]] = source.meta.get(NETWORK_SECTIONS[name])
             copied.append(name)
     if not {"mat_G", "color_G", "baseline_G"} & set(copied):
         raise ValueError(f"{', '.join(map(str, sources))}: no inpainter, colorizer or baseline weights to package")

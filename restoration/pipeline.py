@@ -50,6 +50,8 @@ from restoration.tracking import fluent_mlflow
 log = logging.getLogger(__name__)
 
 NETWORKS = ("mat_G", "color_G", "baseline_G", "detector")
+# the config section each inference network is built from
+NETWORK_SECTIONS = {"mat_G": "mat", "color_G": "colorizer", "baseline_G": "baseline", "detector": "detector"}
 MODEL_SECTIONS = ("mat", "colorizer", "color_disc", "detector", "baseline")
 UNET_MULTIPLE = 32  # the timm U-Nets (colorizer, detector, baseline) need sides divisible by their total stride
 MaskSource = Literal["given", "exact", "detector", "none"]
