@@ -25,7 +25,7 @@ from restoration.data.masks import MaskConfig, sample_known_mask  # noqa: E402
 from restoration.models.colorizer import ColorizerConfig, build_colorizer  # noqa: E402
 from restoration.models.mat import MATConfig, build_generator  # noqa: E402
 from restoration.pipeline import load_pipeline  # noqa: E402
-from restoration.tasks.weights_io import export_weights  # noqa: E402
+from restoration.weights import export_weights  # noqa: E402
 
 
 def inputs(count: int, size: int, seed: int = 0) -> list[np.ndarray]:

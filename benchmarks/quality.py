@@ -44,9 +44,10 @@ from restoration.config import load_config  # noqa: E402
 from restoration.evaluate import evaluate_files  # noqa: E402
 from restoration.export import training_run_id  # noqa: E402
 from restoration.image_io import write_png_atomic  # noqa: E402
+from restoration.optim import OptimConfig, lr_factor  # noqa: E402
 from restoration.pipeline import load_pipeline  # noqa: E402
 from restoration.predict import pick_device  # noqa: E402
-from restoration.tasks.schedule import OptimConfig, lr_factor  # noqa: E402
+from restoration.recipe import TrainConfig  # noqa: E402
 from restoration.tracking import Tracker, default_tracking_uri  # noqa: E402
 
 PRESETS = {"cpu128": ("configs/study/cpu128.yaml", 200), "gpu512": ("configs/study/gpu512.yaml", 20000)}
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config_rel, default_steps = PRESETS[ns.preset]
     config = ROOT / config_rel
-    cfg = load_config(train.TrainConfig, config, ns.set)
+    cfg = load_config(TrainConfig, config, ns.set)
     S = ns.steps or default_steps
     out = (ns.out or cfg.run.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

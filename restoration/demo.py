@@ -21,53 +21,13 @@ import sys
 import tarfile
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
+from data_prep.builtin import builtin_shards_dir
 from restoration import train
 from restoration.checkpoint import latest_checkpoint
+from restoration.config import load_config
+from restoration.recipe import TrainConfig
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
-
-
-def builtin_photos() -> dict[str, np.ndarray]:
-    """The color photos bundled with scikit-image (no download): name -> (H, W, 3) uint8."""
-    import skimage.data
-
-    return {name: np.asarray(getattr(skimage.data, name)())[..., :3] for name in PHOTOS}
-
-
-def write_crops(folder: Path, *, crops_per_photo: int, size: int, seed: int) -> Path:
-    """Seeded square crops (random scale and position) of each photo into `folder/<photo>/`."""
-    rng = np.random.default_rng(seed)
-    for name, rgb in builtin_photos().items():
-        target = folder / name
-        target.mkdir(parents=True, exist_ok=True)
-        img = Image.fromarray(rgb)
-        short = min(img.size)
-        for i in range(crops_per_photo):
-            side = int(short * rng.uniform(0.35, 0.9))
-            x0, y0 = int(rng.integers(0, img.size[0] - side + 1)), int(rng.integers(0, img.size[1] - side + 1))
-            crop = img.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.Resampling.BICUBIC)
-            crop.save(target / f"crop_{i:03d}.png")
-    return folder
-
-
-def prepare_data(out_root: Path, size: int) -> Path:
-    """Shards of the built-in photos at `size` px under `out_root` (built once, reused afterwards)."""
-    from data_prep.build_shards import build_photo_shards
-
-    shards = out_root / f"builtin-{size}" / "shards"
-    if (shards / "manifest.json").is_file():
-        return shards
-    crops = write_crops(shards.parent / "photos", crops_per_photo=32, size=size, seed=0)
-    manifest = build_photo_shards(crops, shards, size=size, val_fraction=0.3, samples_per_shard=32, seed=0)
-    totals = manifest["totals"]
-    print(
-        f"built-in data: {totals['train']} train / {totals['val']} held-out crops of {len(PHOTOS)} photos -> {shards}"
-    )
-    return shards
 
 
 def write_contest_folder(shards: Path, out: Path) -> Path:
@@ -113,7 +73,7 @@ def read_evals(run_dir: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
-    cfg = train.load_config(train.TrainConfig, DEMO_CONFIG, overrides)
+    cfg = load_config(TrainConfig, DEMO_CONFIG, overrides)
     run_dir = cfg.run.output_dir / cfg.run.name
     evals = read_evals(run_dir)
     if (run_dir / "final" / "pipeline.json").is_file() and evals and evals[-1]["step"] == cfg.run.max_steps:
@@ -132,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{label:>10} {e['step']:>6} {e['S']:7.4f} {e['M']:7.4f} {e['C']:7.4f} {e['score']:7.4f} {e['psnr']:7.2f}"
         )
-    builtin = cfg.run.output_dir / "demo-data" / f"builtin-{cfg.data.image_size}" / "shards"
-    shards = builtin if cfg.data.root == Path("builtin") else cfg.data.root
+    shards = (
+        builtin_shards_dir(cfg.run.output_dir, cfg.data.image_size)
+        if cfg.data.root == Path("builtin")
+        else cfg.data.root
+    )
     rc = predict_and_score(run_dir, shards)
     store = (cfg.run.output_dir / "mlflow.db").resolve()
     print(f"\nsee the run, its metrics, image panels and logged model: mlflow ui --backend-store-uri sqlite:///{store}")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from restoration.checkpoint import TRAINER_STATE, latest_checkpoint
 from restoration.mlflow_model import log_pipeline_model, save_pipeline_model
-from restoration.pipeline import ModelSourceError, resolve_source
 from restoration.tracking import Tracker, default_tracking_uri
+from restoration.weights import ModelSourceError, resolve_source
 
 
 def training_run_id(model: Path) -> str | None:

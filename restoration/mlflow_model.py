@@ -29,8 +29,9 @@ import numpy as np
 from PIL import Image
 
 from restoration.models.mat import INFERENCE_TRUNCATION
-from restoration.pipeline import NETWORK_SECTIONS, NETWORKS, load_pipeline, resolve_source
+from restoration.pipeline import load_pipeline
 from restoration.tracking import fluent_mlflow
+from restoration.weights import NETWORK_SECTIONS, NETWORKS, resolve_source
 
 ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 REQUIREMENTS = (

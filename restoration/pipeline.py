@@ -1,13 +1,8 @@
 """The trained pipeline as one object: find the lost region -> MAT inpaints the gray -> composite -> colorize.
 
-Shared by `predict` (files), `evaluate` and the MLflow pyfunc model, so all three restore an image the same way.
-
-Where the weights come from: directories of `<network>.safetensors`, i.e. a stage export (`runs/<name>/final/`,
-with `pipeline.json`), a checkpoint (`runs/<name>/checkpoints/step-N/`, EMA files `ema_<network>.safetensors`,
-config from the run's `config.yaml`), a run directory (its `final/`, else its latest complete checkpoint) or a
-saved MLflow model (its `artifacts/pipeline/`). Several directories combine, first match per network, so an
-`inpaint` export plus a `colorize` export chain into the two-stage pipeline. Networks are rebuilt from the config
-sections stored next to the weights, never from pretrained files (those may not exist where the model is used).
+Shared by `predict` (files), `evaluate` and the MLflow pyfunc model, so all three restore an image the same way;
+MAT runs through `inference.inpaint_gray`, the same function the stages validate with during training. Where the
+weights come from and how networks are rebuilt is `restoration/weights.py`.
 
 Sizes: MAT works on a fixed square window (512 for the official weights). An image of any other size is padded
 to a whole number of windows with the pad marked as lost (MAT paints it, the crop removes it); an image larger
@@ -16,145 +11,27 @@ than one window is inpainted window by window. The colorizer is fully convolutio
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-import yaml
 from einops import rearrange
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from restoration.checkpoint import TRAINER_STATE, latest_checkpoint
-from restoration.config import from_dict
 from restoration.data.color import signed_to_u8, u8_to_signed
 from restoration.data.exact_mask import exact_hole
-from restoration.models.baseline import BaselineConfig, BaselineGenerator
-from restoration.models.colorizer import ColorizerConfig, build_colorizer
-from restoration.models.detector import DetectorConfig, build_detector
-from restoration.models.mat import (
-    INFERENCE_TRUNCATION,
-    MATConfig,
-    build_generator,
-    gray_to_mat_input,
-    mat_output_to_luma,
-)
-from restoration.tracking import fluent_mlflow
+from restoration.inference import inpaint_gray
+from restoration.models.mat import INFERENCE_TRUNCATION
+from restoration.weights import NETWORKS, ModelSourceError, build_network, load_weights_into, resolve_source
 
 log = logging.getLogger(__name__)
 
-NETWORKS = ("mat_G", "color_G", "baseline_G", "detector")
-# the config section each inference network is built from
-NETWORK_SECTIONS = {"mat_G": "mat", "color_G": "colorizer", "baseline_G": "baseline", "detector": "detector"}
-MODEL_SECTIONS = ("mat", "colorizer", "color_disc", "detector", "baseline")
 UNET_MULTIPLE = 32  # the timm U-Nets (colorizer, detector, baseline) need sides divisible by their total stride
 MaskSource = Literal["given", "exact", "detector", "none"]
-
-
-class ModelSourceError(ValueError):
-    """A `--model` that is not a usable weights directory; the message names it and says what was expected."""
-
-
-# -- where the weights are -----------------------------------------------------------------------------------
-
-
-@dataclass
-class WeightsSource:
-    """One directory of network weights plus the config sections that rebuild the networks."""
-
-    directory: Path
-    meta: dict[str, Any]
-    prefix: str = ""  # "ema_" in checkpoint directories
-
-    def file(self, network: str) -> Path | None:
-        path = self.directory / f"{self.prefix}{network}.safetensors"
-        return path if path.is_file() else None
-
-
-def _meta_from_run_config(config_yaml: Path) -> dict[str, Any]:
-    """The model sections of a run's `config.yaml` (missing sections fall back to the defaults when built)."""
-    try:
-        raw = yaml.safe_load(config_yaml.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ModelSourceError(f"{config_yaml}: cannot read the run config ({err})") from err
-    meta = {s: raw.get(s) or {} for s in MODEL_SECTIONS}
-    meta["stage"] = raw.get("stage", "unknown")
-    meta["image_size"] = (raw.get("data") or {}).get("image_size")
-    return meta
-
-
-def resolve_source(path: str | Path) -> WeightsSource:
-    """A weights directory from anything a user may point `--model` at (see the module docstring)."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelSourceError(f"{path}: no such directory")
-    if not path.is_dir():
-        raise ModelSourceError(f"{path}: expected a directory (a run, its final/ export or a checkpoint), got a file")
-    if (path / "MLmodel").is_file():
-        return resolve_source(path / "artifacts" / "pipeline")
-    if (path / "pipeline.json").is_file():
-        try:
-            meta = json.loads((path / "pipeline.json").read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ModelSourceError(f"{path / 'pipeline.json'}: unreadable ({err})") from err
-        return WeightsSource(path, meta)
-    if (path / TRAINER_STATE).is_file():  # runs/<name>/checkpoints/step-N
-        run_config = path.parent.parent / "config.yaml"
-        if not run_config.is_file():
-            raise ModelSourceError(f"{path}: a checkpoint, but its run has no config.yaml at {run_config}")
-        return WeightsSource(path, _meta_from_run_config(run_config), prefix="ema_")
-    if (path / "config.yaml").is_file():  # a run directory
-        if (path / "final" / "pipeline.json").is_file():
-            return resolve_source(path / "final")
-        checkpoint = latest_checkpoint(path)
-        if checkpoint is not None:
-            return resolve_source(checkpoint)
-        raise ModelSourceError(f"{path}: a run directory without a final/ export or a complete checkpoint")
-    raise ModelSourceError(
-        f"{path}: not a model directory (expected pipeline.json, a checkpoint's {TRAINER_STATE}, a run's "
-        "config.yaml or an MLflow model's MLmodel)"
-    )
-
-
-def fetch_mlflow_model(uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
-    """Download an MLflow model (`runs:/<id>/model`, `models:/<name>/<version>`, `models:/m-<id>`) to `dst`."""
-    import mlflow
-
-    try:
-        with fluent_mlflow(tracking_uri):
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
-    except Exception as err:  # noqa: BLE001 - mlflow raises many types; the user needs the URI and the cause
-        raise ModelSourceError(f"{uri}: cannot fetch the MLflow model ({type(err).__name__}: {err})") from err
-    return Path(local)
-
-
-# -- building the networks -----------------------------------------------------------------------------------
-
-
-def _no_pretrained(cfg: Any) -> Any:
-    """Weights come from the safetensors file; pretrained/initial weight paths of training are irrelevant."""
-    for name in ("weights", "pretrained"):
-        if hasattr(cfg, name):
-            cfg = dataclasses.replace(cfg, **{name: None})
-    return cfg
-
-
-def _build(network: str, meta: dict[str, Any]) -> nn.Module:
-    if network == "mat_G":
-        return build_generator(_no_pretrained(from_dict(MATConfig, meta.get("mat"), "mat")))
-    if network == "color_G":
-        return build_colorizer(_no_pretrained(from_dict(ColorizerConfig, meta.get("colorizer"), "colorizer")))
-    if network == "detector":
-        return build_detector(_no_pretrained(from_dict(DetectorConfig, meta.get("detector"), "detector")))
-    if network == "baseline_G":
-        return BaselineGenerator(from_dict(BaselineConfig, meta.get("baseline"), "baseline"))
-    raise ValueError(f"unknown network {network!r}")
 
 
 @dataclass
@@ -252,17 +129,14 @@ class Pipeline:
 
     def _inpaint(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:
         """MAT window by window; known pixels stay exactly the input's."""
-        G, R = self.networks["mat_G"], self.window
+        R = self.window
         nh, nw = gray.shape[2] // R, gray.shape[3] // R
         tiles = rearrange(gray, "b c (nh h) (nw w) -> (b nh nw) c h w", h=R, w=R)
         tiles_known = rearrange(known, "b c (nh h) (nw w) -> (b nh nw) c h w", h=R, w=R)
-        n = tiles.shape[0]
-        z = torch.randn(n, G.z_dim, device=gray.device, generator=generator)
-        c = torch.zeros(n, 0, device=gray.device)
-        masked = gray_to_mat_input(tiles) * tiles_known
-        out = G(masked, tiles_known, z, c, truncation_psi=self.truncation_psi, noise_mode="const", generator=generator)
-        luma = rearrange(mat_output_to_luma(out.float()), "(b nh nw) c h w -> b c (nh h) (nw w)", nh=nh, nw=nw)
-        return known * gray + (1.0 - known) * luma
+        filled = inpaint_gray(
+            self.networks["mat_G"], tiles, tiles_known, truncation_psi=self.truncation_psi, generator=generator
+        )
+        return rearrange(filled, "(b nh nw) c h w -> b c (nh h) (nw w)", nh=nh, nw=nw)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -289,11 +163,8 @@ def load_pipeline(
             path = source.file(name)
             if path is None:
                 continue
-            net = _build(name, source.meta)
-            try:
-                net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
-            except RuntimeError as err:
-                raise ModelSourceError(f"{path}: weights do not fit network '{name}' as configured: {err}") from err
+            net = build_network(name, source.meta)
+            load_weights_into(net, path, name)
             networks[name] = net.to(device).eval().requires_grad_(False)
             files[name] = path
             break

@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 
 from restoration.image_io import ImageItem, InputError, list_inputs, read_gray, write_png_atomic
 from restoration.models.mat import INFERENCE_TRUNCATION
-from restoration.pipeline import ModelSourceError, Pipeline, fetch_mlflow_model, load_pipeline
-from restoration.tracking import default_tracking_uri
+from restoration.pipeline import Pipeline, load_pipeline
+from restoration.tracking import default_tracking_uri, fetch_mlflow_model
+from restoration.weights import ModelSourceError
 
 log = logging.getLogger("restoration.predict")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from restoration.weights import ModelSourceError
+
 log = logging.getLogger(__name__)
 
 
@@ -189,3 +191,15 @@ class Tracker:
 def _param_value(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def fetch_mlflow_model(uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
+    """Download an MLflow model (`runs:/<id>/model`, `models:/<name>/<version>`, `models:/m-<id>`) to `dst`."""
+    import mlflow
+
+    try:
+        with fluent_mlflow(tracking_uri):
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
+    except Exception as err:  # noqa: BLE001 - mlflow raises many types; the user needs the URI and the cause
+        raise ModelSourceError(f"{uri}: cannot fetch the MLflow model ({type(err).__name__}: {err})") from err
+    return Path(local)

@@ -1,9 +1,9 @@
 """The training entry point: ``python -m restoration.train CONFIG.yaml [a.b.c=value ...]``.
 
-Works the same under ``accelerate launch -m restoration.train`` and ``torchrun -m restoration.train``. The loop is
-generic and reads top to bottom: config -> accelerator -> task (the stage's networks, losses and steps) -> one
-`prepare` -> resume -> tracking -> data -> steps (with eval, checkpoints and the preemption check) -> export.
-The GAN logic of each stage lives in `restoration/tasks/`.
+Works the same under ``accelerate launch -m restoration.train`` and ``torchrun -m restoration.train``. `main` reads
+top to bottom: config -> accelerator -> data -> task (the stage's networks, losses and steps) -> one `prepare` ->
+resume -> tracking -> steps (with eval, checkpoints and the preemption check) -> replica check -> export. The
+settings are in `restoration/recipe.py`, the GAN logic of each stage in `restoration/tasks/`.
 """
 
 from __future__ import annotations
@@ -15,83 +15,25 @@ import logging
 import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from data_prep.builtin import prepare_builtin_shards
 from restoration.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from restoration.config import ConfigError, dump_yaml, flatten, load_config, save_yaml
-from restoration.data.shards import DataConfig, make_train_loader, make_val_loader, prepare_batch
-from restoration.models.baseline import BaselineConfig
-from restoration.models.colorizer import ColorizerConfig
-from restoration.models.detector import DetectorConfig
-from restoration.models.discriminators import PatchDiscriminatorConfig
-from restoration.models.mat import MATConfig
+from restoration.data.shards import make_train_loader, make_val_loader, prepare_batch
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
+from restoration.recipe import RunConfig, TrainConfig
 from restoration.replicas import replica_report
-from restoration.tasks import Stage, build_task
-from restoration.tasks.loss_weights import LossConfig
-from restoration.tasks.schedule import OptimConfig
-from restoration.tasks.weights_io import InitConfig
+from restoration.tasks import Task, build_task
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
 from restoration.validation import evaluate
 
 log = logging.getLogger("restoration.train")
-
-
-@dataclass
-class RunConfig:
-    """Where a run writes, how long it trains, how often it evaluates/saves, and how it is tracked."""
-
-    name: str = "demo"
-    experiment: str = "restoration"
-    output_dir: Path = Path("runs")
-    seed: int = 0
-    max_steps: int = 100
-    batch_size: int = 4  # per rank and micro-batch
-    grad_accum: int = 1
-    log_every: int = 10
-    eval_every: int = 50  # 0 = only at the end
-    eval_batches: int = 0  # 0 = the whole val split
-    eval_at_start: bool = False  # also score the untrained (or freshly loaded) networks at step 0
-    num_panels: int = 4
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 2
-    resume: Literal["auto", "never"] = "auto"
-    mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 on GPUs that support it, fp32 on CPU
-    compile: bool = False
-    find_unused_parameters: bool = False
-    max_nonfinite_steps: int = 20
-    tracking: bool = True
-    log_model: bool = True  # log the pipeline as an MLflow pyfunc model at the end (joint and gan_baseline stages)
-    register_model: str = ""  # also register that model under this name
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"run.{name} must be >= 1, got {getattr(self, name)}")
-
-
-@dataclass
-class TrainConfig:
-    """Everything one training run needs; each section is owned by the code it configures."""
-
-    stage: Stage = "joint"
-    run: RunConfig = field(default_factory=RunConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    init: InitConfig = field(default_factory=InitConfig)
-    mat: MATConfig = field(default_factory=MATConfig)
-    colorizer: ColorizerConfig = field(default_factory=ColorizerConfig)
-    color_disc: PatchDiscriminatorConfig = field(default_factory=PatchDiscriminatorConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], argparse.Namespace]:
@@ -144,10 +86,107 @@ def make_accelerator(run: RunConfig) -> Accelerator:
     )
 
 
+def with_builtin_data(cfg: TrainConfig, accelerator: Accelerator) -> TrainConfig:
+    """`data.root=builtin`: shards of the photos bundled with scikit-image, built once by the main process."""
+    if cfg.data.root != Path("builtin"):
+        return cfg
+    if accelerator.is_main_process:
+        prepare_builtin_shards(cfg.run.output_dir, cfg.data.image_size)
+    accelerator.wait_for_everyone()
+    root = prepare_builtin_shards(cfg.run.output_dir, cfg.data.image_size)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=root))
+
+
+def prepared_task(cfg: TrainConfig, accelerator: Accelerator, bf16: bool) -> Task:
+    """The stage's networks, optimizers and EMA, prepared in one call in a fixed order (= the checkpoint layout).
+
+    The same seed on every rank before building gives the same initial weights, buffers (MAT's noise_const) and
+    EMA copies everywhere; afterwards each rank gets its own random stream."""
+    set_seed(cfg.run.seed)
+    task = build_task(cfg, accelerator, images_per_step=cfg.run.batch_size * cfg.run.grad_accum, bf16=bf16)
+    parts = task.parts
+    names, opt_names = list(parts.networks), list(parts.optimizers)
+    prepared = accelerator.prepare(*parts.networks.values(), *parts.optimizers.values())
+    parts.networks = dict(zip(names, prepared[: len(names)]))
+    parts.optimizers = dict(zip(opt_names, prepared[len(names) :]))
+    for ema in parts.ema.values():
+        ema.to(accelerator.device)
+    set_seed(cfg.run.seed, device_specific=True)
+    return task
+
+
+def start_tracking(cfg: TrainConfig, accelerator: Accelerator, state: dict, run_dir: Path, bf16: bool) -> Tracker:
+    """The MLflow run (main process only; resumed from the checkpoint's run id) with the resolved config."""
+    tracker = Tracker(enabled=accelerator.is_main_process and cfg.run.tracking)
+    tracker.start(
+        tracking_uri=default_tracking_uri(cfg.run.output_dir),
+        experiment=cfg.run.experiment,
+        run_name=cfg.run.name,
+        run_id=state.get("mlflow_run_id"),
+        artifact_root=cfg.run.output_dir.resolve() / "mlruns",
+    )
+    state["mlflow_run_id"] = tracker.run_id
+    tracker.log_params(
+        {
+            **flatten(cfg),
+            "world_size": accelerator.num_processes,
+            "effective_batch": effective_batch(cfg, accelerator),
+            "git_sha": git_sha(),
+            "precision": "bf16" if bf16 else "fp32",
+        }
+    )
+    tracker.log_artifact(run_dir / "config.yaml")
+    return tracker
+
+
+def effective_batch(cfg: TrainConfig, accelerator: Accelerator) -> int:
+    return cfg.run.batch_size * cfg.run.grad_accum * accelerator.num_processes
+
+
 def forever(loader) -> Iterator[dict]:
     """Cycle a loader whose epochs have a fixed length (equal on every rank)."""
     while True:
         yield from loader
+
+
+def run_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker: Tracker, run_dir: Path,
+             step: int) -> None:  # fmt: skip
+    """Score the EMA networks on the val split, log scores and panels, append to `eval.jsonl`."""
+    scores, panels = evaluate(
+        task, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches, num_panels=cfg.run.num_panels,
+        with_mask_iou=cfg.stage == "detector",
+    )  # fmt: skip
+    tracker.log_metrics({f"val/{k}": v for k, v in scores.items()}, step)
+    for i, panel in enumerate(panels):
+        tracker.log_image(panel, key=f"panel_{i}", step=step)
+    if accelerator.is_main_process:
+        with open(run_dir / "eval.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": step, **scores}) + "\n")
+    accelerator.print(f"step {step}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+
+
+def train_metrics(running: dict[str, list[float]], accelerator: Accelerator) -> dict[str, float]:
+    """Means over the last logging window, averaged over ranks (collective)."""
+    means = {k: sum(v) / len(v) for k, v in running.items()}
+    running.clear()
+    reduced = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
+    return {f"train/{k}": float(v) for k, v in zip(means, reduced.tolist())}
+
+
+def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Tracker, run_dir: Path) -> None:
+    """Check that the DDP replicas agree (collective), export the EMA weights, log the MLflow model."""
+    plain = {k: accelerator.unwrap_model(v) for k, v in task.parts.networks.items()}
+    report = replica_report(accelerator, plain)
+    if not accelerator.is_main_process:
+        return
+    (run_dir / "replicas.json").write_text(json.dumps(report, indent=2))
+    if not report["in_sync"]:
+        log.warning("DDP replicas diverged: parameter checksums %s", report["checksums"])
+    final_dir = task.parts.export(run_dir / "final", cfg)
+    tracker.log_dir(final_dir, "final")
+    accelerator.print(f"done: final weights in {final_dir}")
+    if cfg.run.log_model and tracker.run_id and cfg.stage in ("joint", "gan_baseline"):
+        log_model(final_dir, default_tracking_uri(cfg.run.output_dir), tracker.run_id, cfg.run.register_model)
 
 
 def log_model(final_dir: Path, tracking_uri: str, run_id: str, register_as: str) -> None:
@@ -163,8 +202,14 @@ def log_model(final_dir: Path, tracking_uri: str, run_id: str, register_as: str)
     print(f"MLflow model: {uri} (runs:/{run_id}/model)" + (f", registered as {register_as}" if register_as else ""))
 
 
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("accelerate", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # -- config ------------------------------------------------------------------------------------------------
+    # -- config, accelerator, run directory, data ------------------------------------------------------------------
     config_path, overrides, ns = parse_args(argv)
     try:
         cfg = load_config(TrainConfig, config_path, overrides)
@@ -177,11 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.print_run_dir:
         print((cfg.run.output_dir / cfg.run.name).resolve())
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("accelerate", "mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-    # -- accelerator, seeds, run directory ---------------------------------------------------------------------
+    setup_logging()
     accelerator = make_accelerator(cfg.run)
     is_main = accelerator.is_main_process
     run_dir = (cfg.run.output_dir / cfg.run.name).resolve()
@@ -189,100 +230,34 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "REQUEUE").unlink(missing_ok=True)
         save_yaml(cfg, run_dir / "config.yaml")
+    cfg = with_builtin_data(cfg, accelerator)
 
-    # -- data.root=builtin: shards of the photos bundled with scikit-image, built once by the main process -----
-    if cfg.data.root == Path("builtin"):
-        from restoration.demo import prepare_data
-
-        builtin_root = cfg.run.output_dir / "demo-data"
-        if is_main:
-            prepare_data(builtin_root, cfg.data.image_size)
-        accelerator.wait_for_everyone()
-        cfg = dataclasses.replace(
-            cfg, data=dataclasses.replace(cfg.data, root=prepare_data(builtin_root, cfg.data.image_size))
-        )
-
-    # -- the stage's networks, optimizers and EMA; one prepare in a fixed order (= the checkpoint layout) ------
+    # -- the stage, resumed from the latest complete checkpoint, and its MLflow run ------------------------------
     bf16 = use_bf16(cfg.run)
-    set_seed(cfg.run.seed)  # the same initial weights, buffers (MAT's noise_const) and EMA copies on every rank
-    task = build_task(cfg, accelerator, images_per_step=cfg.run.batch_size * cfg.run.grad_accum, bf16=bf16)
-    names, nets = list(task.networks), list(task.networks.values())
-    opt_names, opts = list(task.optimizers), list(task.optimizers.values())
-    prepared = accelerator.prepare(*nets, *opts)
-    task.networks = dict(zip(names, prepared[: len(nets)]))
-    task.optimizers = dict(zip(opt_names, prepared[len(nets) :]))
-    for ema in task.ema.values():
-        ema.to(accelerator.device)
-    set_seed(cfg.run.seed, device_specific=True)  # from here on: a different random stream per rank
-
-    # -- resume -------------------------------------------------------------------------------------------------
+    task = prepared_task(cfg, accelerator, bf16)
+    parts = task.parts
     state: dict = {"step": 0, "mlflow_run_id": None, "nonfinite_skips": 0}
     checkpoint = latest_checkpoint(run_dir) if cfg.run.resume == "auto" else None
     if checkpoint is not None:
-        state.update(load_checkpoint(accelerator, checkpoint, ema=task.ema))
+        state.update(load_checkpoint(accelerator, checkpoint, ema=parts.ema))
         accelerator.print(f"resuming from {checkpoint} at step {state['step']}")
     step = int(state["step"])
-
-    # -- tracking (main process only) ---------------------------------------------------------------------------
-    tracker = Tracker(enabled=is_main and cfg.run.tracking)
-    tracker.start(
-        tracking_uri=default_tracking_uri(cfg.run.output_dir),
-        experiment=cfg.run.experiment,
-        run_name=cfg.run.name,
-        run_id=state.get("mlflow_run_id"),
-        artifact_root=cfg.run.output_dir.resolve() / "mlruns",
-    )
-    state["mlflow_run_id"] = tracker.run_id
-    effective_batch = cfg.run.batch_size * cfg.run.grad_accum * accelerator.num_processes
-    tracker.log_params(
-        {
-            **flatten(cfg),
-            "world_size": accelerator.num_processes,
-            "effective_batch": effective_batch,
-            "git_sha": git_sha(),
-            "precision": "bf16" if bf16 else "fp32",
-        }
-    )
-    tracker.log_artifact(run_dir / "config.yaml")
-
-    # -- data ---------------------------------------------------------------------------------------------------
+    tracker = start_tracking(cfg, accelerator, state, run_dir, bf16)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    # a resumed run draws fresh, still reproducible, samples and masks
     train_loader = make_train_loader(
-        cfg.data,
-        batch_size=cfg.run.batch_size,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
-        seed=cfg.run.seed + 7919 * step,  # a resumed run draws fresh, still reproducible, samples and masks
+        cfg.data, batch_size=cfg.run.batch_size, rank=rank, world_size=world, seed=cfg.run.seed + 7919 * step
     )
-    val_loader = make_val_loader(
-        cfg.data, batch_size=cfg.run.batch_size, rank=accelerator.process_index, world_size=accelerator.num_processes
-    )
+    val_loader = make_val_loader(cfg.data, batch_size=cfg.run.batch_size, rank=rank, world_size=world)
     batches = forever(train_loader)
-
-    def run_eval(at_step: int) -> None:
-        scores, panels = evaluate(
-            task,
-            val_loader,
-            accelerator,
-            cfg.data,
-            max_batches=cfg.run.eval_batches,
-            num_panels=cfg.run.num_panels,
-            with_mask_iou=cfg.stage == "detector",
-        )
-        tracker.log_metrics({f"val/{k}": v for k, v in scores.items()}, at_step)
-        for i, panel in enumerate(panels):
-            tracker.log_image(panel, key=f"panel_{i}", step=at_step)
-        if is_main:
-            with open(run_dir / "eval.jsonl", "a") as fh:
-                fh.write(json.dumps({"step": at_step, **scores}) + "\n")
-        accelerator.print(f"step {at_step}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
 
     # -- the loop -----------------------------------------------------------------------------------------------
     if cfg.run.eval_at_start and step == 0:
-        run_eval(0)
+        run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, 0)
     preemption = PreemptionFlag().install()
     accelerator.print(
-        f"stage={cfg.stage} ranks={accelerator.num_processes} ({accelerator.distributed_type}) "
-        f"precision={'bf16' if bf16 else 'fp32'} effective_batch={effective_batch} run_dir={run_dir}"
+        f"stage={cfg.stage} ranks={world} ({accelerator.distributed_type}) precision={'bf16' if bf16 else 'fp32'} "
+        f"effective_batch={effective_batch(cfg, accelerator)} run_dir={run_dir}"
     )
     progress = tqdm(total=cfg.run.max_steps, initial=step, disable=not is_main, desc=f"{cfg.stage}", unit="step")
     nonfinite_in_a_row = 0
@@ -290,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     while step < cfg.run.max_steps:
         for _ in range(cfg.run.grad_accum):
             batch = prepare_batch(next(batches), device=accelerator.device, cfg=cfg.data, train=True)
-            with accelerator.accumulate(*task.networks.values()):
+            with accelerator.accumulate(*parts.networks.values()):
                 losses = task.train_step(batch, step)
         step += 1
         progress.update(1)
@@ -309,24 +284,20 @@ def main(argv: list[str] | None = None) -> int:
             running.setdefault(key, []).append(float(value))
 
         if step % cfg.run.log_every == 0 or step == cfg.run.max_steps:
-            means = {k: sum(v) / len(v) for k, v in running.items()}
-            running.clear()
-            reduced = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
-            metrics = {f"train/{k}": float(v) for k, v in zip(means, reduced.tolist())}
+            metrics = train_metrics(running, accelerator)
             metrics["train/nonfinite_skips"] = state["nonfinite_skips"]
             metrics["train/corrupt_samples"] = float(getattr(train_loader, "corrupt_count", 0))
-            metrics["train/lr"] = task.current_lr(step)
+            metrics["train/lr"] = parts.current_lr(step)
             tracker.log_metrics(metrics, step)
             progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:4]})
-
         if (cfg.run.eval_every and step % cfg.run.eval_every == 0) or step == cfg.run.max_steps:
-            run_eval(step)
+            run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, step)
 
         stop = preemption.agreed(accelerator)
         if stop or step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
             save_checkpoint(
-                accelerator, run_dir, step, ema=task.ema, trainer_state=state, keep=cfg.run.keep_checkpoints,
-                plain={k: accelerator.unwrap_model(v) for k, v in task.networks.items()},
+                accelerator, run_dir, step, ema=parts.ema, trainer_state=state, keep=cfg.run.keep_checkpoints,
+                plain={k: accelerator.unwrap_model(v) for k, v in parts.networks.items()},
             )  # fmt: skip
         if stop:
             accelerator.print(f"stop signal ({preemption.signal_name or 'on another rank'}): saved step {step}")
@@ -338,20 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.close()
     preemption.uninstall()
 
-    # -- were the replicas really in sync? (collective) ----------------------------------------------------------
-    report = replica_report(accelerator, {k: accelerator.unwrap_model(v) for k, v in task.networks.items()})
-    if is_main:
-        (run_dir / "replicas.json").write_text(json.dumps(report, indent=2))
-        if not report["in_sync"]:
-            log.warning("DDP replicas diverged: parameter checksums %s", report["checksums"])
-
-    # -- export the EMA weights ---------------------------------------------------------------------------------
-    if is_main:
-        final_dir = task.export(run_dir / "final", cfg)
-        tracker.log_dir(final_dir, "final")
-        accelerator.print(f"done: final weights in {final_dir}")
-        if cfg.run.log_model and tracker.run_id and cfg.stage in ("joint", "gan_baseline"):
-            log_model(final_dir, default_tracking_uri(cfg.run.output_dir), tracker.run_id, cfg.run.register_model)
+    finish(task, cfg, accelerator, tracker, run_dir)
     tracker.end()
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -39,9 +39,8 @@ def write_tiny_export(out_dir: Path, networks: tuple[str, ...] = ("mat_G", "colo
     from restoration.models.colorizer import build_colorizer
     from restoration.models.detector import build_detector
     from restoration.models.mat import build_generator
-    from restoration.tasks.inpainting import pipeline_meta
-    from restoration.tasks.weights_io import export_weights
-    from restoration.train import TrainConfig
+    from restoration.recipe import TrainConfig, pipeline_meta
+    from restoration.weights import export_weights
 
     cfg = load_config(TrainConfig, TINY_CONFIG)
     torch.manual_seed(seed)

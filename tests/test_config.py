@@ -178,7 +178,7 @@ def test_train_cli_rejects_unknown_key_with_suggestion():
 
 
 def test_every_shipped_config_loads():
-    from restoration.train import TrainConfig
+    from restoration.recipe import TrainConfig
 
     for path in sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")):
         load_config(TrainConfig, path)

@@ -11,7 +11,8 @@ import pytest
 from conftest import TINY_CONFIG, make_contest_folder, write_tiny_export
 from PIL import Image
 
-from restoration.pipeline import ModelSourceError, load_pipeline, resolve_source
+from restoration.pipeline import load_pipeline
+from restoration.weights import ModelSourceError, resolve_source
 
 
 def gray_of(rgb: np.ndarray) -> np.ndarray:

@@ -117,7 +117,7 @@ def test_joint_starts_from_other_stages_exports_and_checkpoints(tmp_path, tiny_s
     assert (a_ckpt / "mat_D.safetensors").is_file()
     assert (b_ckpt / "color_D.safetensors").is_file()
     assert not (a_ckpt / "mat_G.safetensors").exists()  # generators are there as their EMA copies only
-    with caplog.at_level(logging.INFO, logger="restoration.tasks.weights_io"):
+    with caplog.at_level(logging.INFO, logger="restoration.weights"):
         rc = main(
             [str(TINY), *overrides(tmp_path, tiny_shards, "stage=joint", "run.name=d", "run.max_steps=1"),
              f"init.from_weights=[{a_ckpt},{b_ckpt}]"]

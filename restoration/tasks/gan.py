@@ -7,91 +7,59 @@ study trains it at the same compute as the two-stage and joint pipelines.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
-from torch import Tensor, nn
+from torch import Tensor
 
+from restoration.data.color import luma
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
+from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import l1
 from restoration.models.baseline import build_baseline
-from restoration.tasks.gan_mechanics import (
-    ema_decay_from_half_life,
-    ema_update,
-    make_ema,
-    optimizer_step,
-    requires_grad,
-)
-from restoration.tasks.inpainting import autocast, pipeline_meta
-from restoration.tasks.schedule import apply_lr, lr_factor, make_adam
-from restoration.tasks.weights_io import export_weights, exportable_networks, load_init_weights
-
-if TYPE_CHECKING:
-    from restoration.train import TrainConfig
+from restoration.recipe import TrainConfig
+from restoration.tasks.parts import StageParts, assemble
 
 
 @dataclass
-class GanBaselineTask:
-    cfg: TrainConfig
-    accelerator: Accelerator
-    networks: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-    ema: dict[str, nn.Module]
-    ema_decay: float
-    bf16: bool
+class GanBaselineStage:
+    parts: StageParts
+    loss: LossConfig
 
     @classmethod
-    def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> GanBaselineTask:
+    def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> GanBaselineStage:
         G, D = build_baseline(cfg.baseline)
-        load_init_weights({"baseline_G": G, "baseline_D": D}, cfg.init.from_weights, strict=cfg.init.strict)
-        optim = cfg.optim
-        return cls(
-            cfg=cfg,
-            accelerator=accelerator,
-            networks={"baseline_G": G, "baseline_D": D},
-            optimizers={
-                "baseline_G": make_adam(G.parameters(), optim.lr, optim),
-                "baseline_D": make_adam(D.parameters(), optim.d_lr, optim),
-            },
-            ema={"baseline_G": make_ema(G)},
-            ema_decay=ema_decay_from_half_life(optim.ema_half_life_images, images_per_step * accelerator.num_processes),
-            bf16=bf16,
-        )
-
-    def current_lr(self, step: int) -> float:
-        return self.cfg.optim.lr * lr_factor(step, self.cfg.run.max_steps, self.cfg.optim)
+        parts = assemble(
+            cfg, accelerator, {"baseline_G": G, "baseline_D": D}, ema=("baseline_G",),
+            images_per_step=images_per_step, bf16=bf16,
+        )  # fmt: skip
+        return cls(parts, cfg.loss)
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
-        acc = self.accelerator
-        G, D = self.networks["baseline_G"], self.networks["baseline_D"]
-        opt_G, opt_D = self.optimizers["baseline_G"], self.optimizers["baseline_D"]
-        factor = lr_factor(step, self.cfg.run.max_steps, self.cfg.optim)
-        apply_lr(opt_G, factor)
-        apply_lr(opt_D, factor)
+        p = self.parts
+        G, D = p.networks["baseline_G"], p.networks["baseline_D"]
+        p.set_lr(step)
         masked, gt = batch["input"], batch["rgb"]
         B = gt.shape[0]
 
-        requires_grad(D, True)
-        with torch.no_grad(), autocast(acc, self.bf16):
+        p.train("baseline_D")
+        with torch.no_grad(), p.autocast():
             fake = G(masked)
-        with autocast(acc, self.bf16):
+        with p.autocast():
             logits = D(torch.cat([gt, fake.float()]), torch.cat([masked, masked]))
             d_loss = d_logistic_loss(logits[:B], logits[B:])  # = BCE with logits, real 1 / fake 0
-        acc.backward(d_loss)
-        _, d_skipped = optimizer_step(acc, opt_D, D.parameters(), self.cfg.optim.grad_clip)
+        p.accelerator.backward(d_loss)
+        d_skipped = p.step("baseline_D")
 
-        requires_grad(D, False)
-        with autocast(acc, self.bf16):
+        p.freeze("baseline_D")
+        with p.autocast():
             fake = G(masked)
-            adv = g_nonsaturating_loss(acc.unwrap_model(D)(fake, masked))
+            adv = g_nonsaturating_loss(p.plain("baseline_D")(fake, masked))
         rec = l1(fake.float(), gt)
-        g_loss = adv + self.cfg.loss.baseline_l1 * rec
-        acc.backward(g_loss)
-        _, g_skipped = optimizer_step(acc, opt_G, G.parameters(), self.cfg.optim.grad_clip)
-        if acc.sync_gradients and not g_skipped:
-            ema_update(self.ema["baseline_G"], acc.unwrap_model(G), self.ema_decay)
+        g_loss = adv + self.loss.baseline_l1 * rec
+        p.accelerator.backward(g_loss)
+        g_skipped = p.step("baseline_G")
+        p.update_ema("baseline_G", g_skipped)
         return {
             "d_loss": d_loss.detach(),
             "g_adv": adv.detach(),
@@ -102,10 +70,5 @@ class GanBaselineTask:
 
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        rgb = self.ema["baseline_G"](batch["input"]).clamp(-1, 1)
-        gray = (0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:]).clamp(-1, 1)
-        return {"gray": gray, "rgb": rgb}
-
-    def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
-        networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
-        return export_weights(networks, out_dir, pipeline_meta(cfg))
+        rgb = self.parts.ema["baseline_G"](batch["input"]).clamp(-1, 1)
+        return {"gray": luma(rgb).clamp(-1, 1), "rgb": rgb}

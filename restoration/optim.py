@@ -1,4 +1,4 @@
-"""Optimiser settings and the learning-rate schedule, shared by every task.
+"""How parameters move: Adam settings, the learning-rate schedule, freezing, and one guarded optimizer step.
 
 The schedule is a pure function of the step, applied before each optimizer step, so there is no scheduler state
 to checkpoint and a resumed run continues on exactly the same curve.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from accelerate import Accelerator
 from torch import nn
 
 
@@ -56,3 +57,32 @@ def make_adam(params: Iterable[nn.Parameter], lr: float, cfg: OptimConfig) -> to
 def apply_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
+
+
+def requires_grad(module: nn.Module, flag: bool) -> None:
+    """Freeze (False) or unfreeze (True) every parameter of `module`."""
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def optimizer_step(
+    accelerator: Accelerator,
+    optimizer: torch.optim.Optimizer,
+    params: Iterable[nn.Parameter],
+    max_norm: float,
+) -> tuple[torch.Tensor | None, bool]:
+    """Clip, then step unless the gradient is non-finite; returns (grad norm, skipped).
+
+    Called after backward inside `accelerator.accumulate`: on accumulation micro-steps nothing happens. The norm is
+    computed from DDP-averaged gradients, so every rank sees the same value and skips the same steps (a rank that
+    skipped alone would desynchronise the replicas).
+    """
+    if not accelerator.sync_gradients:
+        return None, False
+    norm = accelerator.clip_grad_norm_(list(params), max_norm if max_norm > 0 else math.inf)
+    norm = torch.as_tensor(norm).detach().float()
+    skipped = not bool(torch.isfinite(norm))
+    if not skipped:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm, skipped

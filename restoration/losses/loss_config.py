@@ -1,4 +1,4 @@
-"""Loss weights and GAN settings of every stage (one flat section: `loss.*` in the YAML)."""
+"""Loss weights and GAN settings of every stage: the `loss.*` section of a training config."""
 
 from __future__ import annotations
 

@@ -1,0 +1,91 @@
+"""MAT's GAN maths as pure functions: its inputs, the two-headed discriminator loss with lazy R1, the generator losses.
+
+As in MAT / StyleGAN2-ADA: non-saturating logistic loss on both discriminator heads (the final image and the
+first-stage image), the R1 penalty on real images every `r1_every` steps scaled by that interval, plus our optional
+hole L1 on luma and a perceptual term. Used by the `inpaint` and `joint` stages.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
+from restoration.losses.loss_config import LossConfig
+from restoration.losses.reconstruction import masked_l1
+from restoration.models.mat import gray_to_mat_input, mat_output_to_luma
+
+
+def mat_inputs(gray_in: Tensor, known: Tensor, z_dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(masked 3-channel image, z, c) for the MAT generator; z is drawn from the global RNG (training)."""
+    masked = gray_to_mat_input(gray_in) * known  # (B, 3, H, W); MAT masks again internally
+    z = torch.randn(known.shape[0], z_dim, device=known.device)
+    c = torch.zeros(known.shape[0], 0, device=known.device)
+    return masked, z, c
+
+
+def mat_d_loss(
+    D: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    fake_stg1: Tensor,
+    known: Tensor,
+    c: Tensor,
+    *,
+    r1_gamma: float,
+    r1_weight: float,
+) -> dict[str, Tensor]:
+    """Logistic loss on both heads for real vs fake, one D forward over the concatenated batch.
+
+    With `r1_weight > 0` (lazy R1 step) the real half is differentiated w.r.t. its inputs and
+    `r1_weight * gamma / 2 * ||grad||^2` is added (the caller runs this step in fp32).
+    """
+    B = real.shape[0]
+    real_main = real.detach().requires_grad_(r1_weight > 0)
+    real_stg1 = real.detach().requires_grad_(r1_weight > 0)
+    imgs = torch.cat([real_main, fake.detach()])  # (2B, 3, H, W)
+    imgs_stg1 = torch.cat([real_stg1, fake_stg1.detach()])
+    logits, logits_stg1 = D(imgs, torch.cat([known, known]), imgs_stg1, torch.cat([c, c]))
+    loss_main = d_logistic_loss(logits[:B], logits[B:])
+    loss_stg1 = d_logistic_loss(logits_stg1[:B], logits_stg1[B:])
+    out = {"d_loss": loss_main + loss_stg1, "d_real": logits[:B].mean().detach(), "d_fake": logits[B:].mean().detach()}
+    if r1_weight > 0:
+        grads = torch.autograd.grad(
+            [logits[:B].sum(), logits_stg1[:B].sum()], [real_main, real_stg1], create_graph=True
+        )
+        penalty = sum(g.float().square().sum(dim=(1, 2, 3)) for g in grads).mean()
+        out["d_loss"] = out["d_loss"] + penalty * (r1_gamma / 2) * r1_weight
+        out["r1"] = penalty.detach()
+    return out
+
+
+def mat_g_losses(
+    D_plain: nn.Module,
+    fake: Tensor,
+    fake_stg1: Tensor,
+    real: Tensor,
+    known: Tensor,
+    c: Tensor,
+    gray: Tensor,
+    weights: LossConfig,
+    perceptual: nn.Module | None,
+) -> dict[str, Tensor]:
+    """Weighted generator-side MAT losses: adversarial (both heads of the frozen, unwrapped `D_plain`), L1 of the
+    lost pixels' luma against the true `gray`, and the perceptual term when a perceptual network is given."""
+    logits, logits_stg1 = D_plain(fake, known, fake_stg1, c)
+    losses = {"mat_adv": weights.mat_adv * (g_nonsaturating_loss(logits) + g_nonsaturating_loss(logits_stg1))}
+    if weights.mat_l1_hole > 0:
+        luma = mat_output_to_luma(fake)
+        losses["mat_l1"] = weights.mat_l1_hole * masked_l1(luma.float(), gray, 1.0 - known)
+    if perceptual is not None and weights.mat_perceptual > 0:
+        losses["mat_perceptual"] = weights.mat_perceptual * perceptual(fake.float(), real)
+    return losses
+
+
+def build_perceptual(weights: LossConfig) -> nn.Module | None:
+    """The frozen perceptual network, only when its loss is switched on (it needs a local weights file)."""
+    if weights.mat_perceptual <= 0:
+        return None
+    from restoration.losses.perceptual import build_perceptual_loss
+
+    return build_perceptual_loss(weights.perceptual_weights)

@@ -1,0 +1,105 @@
+"""What every stage shares, assembled once: its networks, their optimizers, EMA copies, schedule and export.
+
+A stage file then holds only what is its own: which networks, its `train_step` (the readable order of D step,
+G step, EMA) and `predict`. No base class: a stage has a `parts` field and calls these methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from restoration.ema import ema_decay_from_half_life, ema_update, make_ema
+from restoration.optim import OptimConfig, apply_lr, lr_factor, make_adam, optimizer_step, requires_grad
+from restoration.recipe import TrainConfig, pipeline_meta
+from restoration.weights import export_weights, exportable_networks, load_init_weights
+
+
+@dataclass
+class StageParts:
+    accelerator: Accelerator
+    networks: dict[str, nn.Module]  # trained networks, replaced by their prepared (DDP) versions in `train`
+    optimizers: dict[str, torch.optim.Optimizer]
+    ema: dict[str, nn.Module]  # EMA copies: evaluated, checkpointed and exported
+    ema_decay: float
+    optim: OptimConfig
+    max_steps: int
+    bf16: bool
+
+    def set_lr(self, step: int) -> None:
+        """Every optimizer on the schedule's curve at `step`."""
+        factor = lr_factor(step, self.max_steps, self.optim)
+        for optimizer in self.optimizers.values():
+            apply_lr(optimizer, factor)
+
+    def current_lr(self, step: int) -> float:
+        return self.optim.lr * lr_factor(step, self.max_steps, self.optim)
+
+    def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager:
+        """bf16 autocast on GPUs when the run uses bf16; a no-op on CPU (fp32 there)."""
+        if not (enabled and self.bf16) or self.accelerator.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+
+    def train(self, *names: str) -> None:
+        """Unfreeze these networks (a discriminator before its own step)."""
+        for name in names:
+            requires_grad(self.networks[name], True)
+
+    def freeze(self, *names: str) -> None:
+        """Freeze these networks (a discriminator during the generator step)."""
+        for name in names:
+            requires_grad(self.networks[name], False)
+
+    def plain(self, name: str) -> nn.Module:
+        """The network without its DDP wrapper: frozen discriminators are called this way in generator steps, so
+        DDP never sees a forward whose parameters get no gradient."""
+        return self.accelerator.unwrap_model(self.networks[name])
+
+    def step(self, name: str) -> bool:
+        """Clip and apply the gradient of one network (skipped if non-finite); returns whether it was skipped."""
+        _, skipped = optimizer_step(
+            self.accelerator, self.optimizers[name], self.networks[name].parameters(), self.optim.grad_clip
+        )
+        return skipped
+
+    def update_ema(self, name: str, skipped: bool) -> None:
+        if self.accelerator.sync_gradients and not skipped:
+            ema_update(self.ema[name], self.plain(name), self.ema_decay)
+
+    def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
+        networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
+        return export_weights(networks, out_dir, pipeline_meta(cfg))
+
+
+def assemble(
+    cfg: TrainConfig,
+    accelerator: Accelerator,
+    networks: dict[str, nn.Module],
+    *,
+    ema: tuple[str, ...],
+    images_per_step: int,
+    bf16: bool,
+) -> StageParts:
+    """Initial weights (`init.from_weights`), an Adam per network (discriminators, `*_D`, at `optim.d_lr`), and
+    EMA copies of the `ema` networks, decaying per the run's global batch."""
+    load_init_weights(networks, cfg.init.from_weights, strict=cfg.init.strict)
+    optim = cfg.optim
+    return StageParts(
+        accelerator=accelerator,
+        networks=networks,
+        optimizers={
+            name: make_adam(net.parameters(), optim.d_lr if name.endswith("_D") else optim.lr, optim)
+            for name, net in networks.items()
+        },
+        ema={name: make_ema(networks[name]) for name in ema},
+        ema_decay=ema_decay_from_half_life(optim.ema_half_life_images, images_per_step * accelerator.num_processes),
+        optim=optim,
+        max_steps=cfg.run.max_steps,
+        bf16=bf16,
+    )

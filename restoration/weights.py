@@ -1,0 +1,197 @@
+"""The exported-weights directory: its layout, how it is written, found, and turned back into networks.
+
+A weights directory holds one `<network>.safetensors` per network and the config sections that rebuild them:
+- a stage export (`runs/<name>/final/`): EMA generators + trained discriminators, and `pipeline.json` (the stage,
+  the image size and the model config sections);
+- a checkpoint (`runs/<name>/checkpoints/step-N/`): EMA files named `ema_<network>.safetensors` (discriminators as
+  `<network>.safetensors`), config from the run's `config.yaml`;
+- a run directory (its `final/`, else its latest complete checkpoint) or a saved MLflow model (its
+  `artifacts/pipeline/`).
+A training stage starts from such directories (`init.from_weights`, networks matched by name, so `joint` can start
+from an `inpaint` export plus a `colorize` export); prediction, evaluation and the MLflow model load from them.
+Networks are rebuilt from the stored config sections, never from pretrained files (those may not exist where the
+model is used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from restoration.checkpoint import TRAINER_STATE, latest_checkpoint
+from restoration.config import from_dict
+from restoration.models.baseline import BaselineConfig, BaselineGenerator
+from restoration.models.colorizer import ColorizerConfig, build_colorizer
+from restoration.models.detector import DetectorConfig, build_detector
+from restoration.models.mat import MATConfig, build_generator
+
+log = logging.getLogger(__name__)
+
+# the networks inference uses, in the order they are looked up, and the config section each is built from
+NETWORK_SECTIONS = {"mat_G": "mat", "color_G": "colorizer", "baseline_G": "baseline", "detector": "detector"}
+NETWORKS = tuple(NETWORK_SECTIONS)
+MODEL_SECTIONS = ("mat", "colorizer", "color_disc", "detector", "baseline")  # what pipeline.json stores
+
+
+class ModelSourceError(ValueError):
+    """A directory that is not a usable weights directory; the message names it and says what was expected."""
+
+
+@dataclass
+class InitConfig:
+    """Weights to start from: export or checkpoint directories of earlier runs, searched in order."""
+
+    from_weights: list[Path] = field(default_factory=list)
+    strict: bool = True  # every network file found must match its network's keys and shapes exactly
+
+
+# -- writing ------------------------------------------------------------------------------------------------------
+
+
+def export_weights(networks: dict[str, nn.Module], out_dir: Path, meta: dict[str, Any]) -> Path:
+    """Write each network's state dict as safetensors plus `pipeline.json`; atomic per file."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, module in networks.items():
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+        tmp = out_dir / f".{name}.safetensors.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(out_dir / f"{name}.safetensors")
+    tmp = out_dir / ".pipeline.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    tmp.replace(out_dir / "pipeline.json")
+    return out_dir
+
+
+def exportable_networks(
+    ema: dict[str, nn.Module], networks: dict[str, nn.Module], unwrap: Callable[[nn.Module], nn.Module]
+) -> dict[str, nn.Module]:
+    """What a stage exports: the EMA copy of each generator, and the trained discriminators as they are (a later
+    stage fine-tunes them instead of starting its discriminators from scratch)."""
+    return {**{k: unwrap(v) for k, v in networks.items() if k not in ema}, **ema}
+
+
+# -- finding ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WeightsSource:
+    """One directory of network weights plus the config sections (`meta`) that rebuild the networks."""
+
+    directory: Path
+    meta: dict[str, Any]
+
+    def file(self, network: str) -> Path | None:
+        """The network's weights: `<network>.safetensors`, else a checkpoint's EMA `ema_<network>.safetensors`."""
+        for candidate in (self.directory / f"{network}.safetensors", self.directory / f"ema_{network}.safetensors"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+
+def _meta_from_run_config(config_yaml: Path) -> dict[str, Any]:
+    """The model sections of a run's `config.yaml` (missing sections fall back to the defaults when built)."""
+    try:
+        raw = yaml.safe_load(config_yaml.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ModelSourceError(f"{config_yaml}: cannot read the run config ({err})") from err
+    meta = {s: raw.get(s) or {} for s in MODEL_SECTIONS}
+    meta["stage"] = raw.get("stage", "unknown")
+    meta["image_size"] = (raw.get("data") or {}).get("image_size")
+    return meta
+
+
+def resolve_source(path: str | Path) -> WeightsSource:
+    """A weights directory from anything a user may point `--model` at (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelSourceError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise ModelSourceError(f"{path}: expected a directory (a run, its final/ export or a checkpoint), got a file")
+    if (path / "MLmodel").is_file():
+        return resolve_source(path / "artifacts" / "pipeline")
+    if (path / "pipeline.json").is_file():
+        try:
+            meta = json.loads((path / "pipeline.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ModelSourceError(f"{path / 'pipeline.json'}: unreadable ({err})") from err
+        return WeightsSource(path, meta)
+    if (path / TRAINER_STATE).is_file():  # runs/<name>/checkpoints/step-N
+        run_config = path.parent.parent / "config.yaml"
+        if not run_config.is_file():
+            raise ModelSourceError(f"{path}: a checkpoint, but its run has no config.yaml at {run_config}")
+        return WeightsSource(path, _meta_from_run_config(run_config))
+    if (path / "config.yaml").is_file():  # a run directory
+        if (path / "final" / "pipeline.json").is_file():
+            return resolve_source(path / "final")
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is not None:
+            return resolve_source(checkpoint)
+        raise ModelSourceError(f"{path}: a run directory without a final/ export or a complete checkpoint")
+    raise ModelSourceError(
+        f"{path}: not a model directory (expected pipeline.json, a checkpoint's {TRAINER_STATE}, a run's "
+        "config.yaml or an MLflow model's MLmodel)"
+    )
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+
+
+def _no_pretrained(cfg: Any) -> Any:
+    """Weights come from the safetensors file; pretrained/initial weight paths of training are irrelevant."""
+    for name in ("weights", "pretrained"):
+        if hasattr(cfg, name):
+            cfg = dataclasses.replace(cfg, **{name: None})
+    return cfg
+
+
+def build_network(network: str, meta: dict[str, Any]) -> nn.Module:
+    """An inference network with random weights, rebuilt from the config section stored in `meta`."""
+    section = NETWORK_SECTIONS.get(network)
+    if section is None:
+        raise ValueError(f"unknown network {network!r}")
+    if network == "mat_G":
+        return build_generator(_no_pretrained(from_dict(MATConfig, meta.get(section), section)))
+    if network == "color_G":
+        return build_colorizer(_no_pretrained(from_dict(ColorizerConfig, meta.get(section), section)))
+    if network == "detector":
+        return build_detector(_no_pretrained(from_dict(DetectorConfig, meta.get(section), section)))
+    return BaselineGenerator(from_dict(BaselineConfig, meta.get(section), section))
+
+
+def load_weights_into(module: nn.Module, path: Path, network: str, *, strict: bool = True) -> None:
+    """Load a safetensors file into `module`; a mismatch names the file and the network."""
+    try:
+        module.load_state_dict(load_file(str(path), device="cpu"), strict=strict)
+    except RuntimeError as err:
+        raise ModelSourceError(f"{path}: weights do not fit network '{network}' as configured: {err}") from err
+
+
+def load_init_weights(networks: dict[str, nn.Module], sources: list[Path], *, strict: bool) -> list[str]:
+    """Load weights into the networks found in `sources` (first match wins); returns the loaded names."""
+    for source in sources:
+        if not Path(source).is_dir():
+            raise FileNotFoundError(f"init.from_weights: {source} is not a directory (an export or checkpoint dir)")
+    found = [WeightsSource(Path(s), {}) for s in sources]
+    loaded = []
+    for name, module in networks.items():
+        path = next((p for p in (s.file(name) for s in found) if p is not None), None)
+        if path is None:
+            continue
+        load_weights_into(module, path, name, strict=strict)
+        loaded.append(name)
+        log.info("initialised %s from %s", name, path)
+    if sources and not loaded:
+        raise FileNotFoundError(
+            f"init.from_weights: none of {[str(s) for s in sources]} holds weights for {list(networks)}"
+        )
+    return loaded
