@@ -81,7 +81,7 @@ def test_run_directory_and_checkpoint_resolve_to_the_same_networks(tiny_export, 
         shutil.copyfile(tiny_export / f"{name}.safetensors", step / f"ema_{name}.safetensors")
     (step / "trainer.json").write_text(json.dumps({"step": 2}))
     assert resolve_source(run).directory == step
-    assert resolve_source(run).prefix == "ema_"
+    assert resolve_source(run).file("mat_G") == step / "ema_mat_G.safetensors"
     gray = contest_inputs(tmp_path)[:1]
     from_checkpoint = load_pipeline([run]).restore(gray)[0].rgb
     assert np.array_equal(from_checkpoint, load_pipeline([tiny_export]).restore(gray)[0].rgb)

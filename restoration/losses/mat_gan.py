@@ -24,6 +24,11 @@ def mat_inputs(gray_in: Tensor, known: Tensor, z_dim: int) -> tuple[Tensor, Tens
     return masked, z, c
 
 
+def lazy_r1_weight(step: int, weights: LossConfig) -> float:
+    """Lazy R1: the penalty is taken every `r1_every` steps, scaled by that interval (0 on the other steps)."""
+    return float(weights.r1_every) if weights.r1_gamma > 0 and step % weights.r1_every == 0 else 0.0
+
+
 def mat_d_loss(
     D: nn.Module,
     real: Tensor,

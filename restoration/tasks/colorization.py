@@ -17,7 +17,7 @@ from restoration.losses.loss_config import LossConfig
 from restoration.models.colorizer import build_colorizer
 from restoration.models.discriminators import build_patch_discriminator
 from restoration.recipe import TrainConfig
-from restoration.tasks.parts import StageParts, assemble
+from restoration.tasks.parts import StageParts, assemble, step_report
 
 
 @dataclass
@@ -38,30 +38,20 @@ class ColorizeStage:
         gray, gt = batch["gray"], batch["rgb"]
 
         d_skipped = False
-        out: dict[str, Tensor] = {}
+        d_out: dict[str, Tensor] = {}
         if w.color_adv > 0:
             p.train("color_D")
             with torch.no_grad(), p.autocast():
                 fake = G(gray)
             with p.autocast():
-                out = color_d_loss(D, gt, fake.float(), gray, gray, w.color_gan)
-            p.accelerator.backward(out["cd_loss"])
-            d_skipped = p.step("color_D")
+                d_out = color_d_loss(D, gt, fake.float(), gray, gray, w.color_gan)
+            d_skipped = p.apply(d_out["cd_loss"], "color_D")
             p.freeze("color_D")
 
         with p.autocast():
-            rgb = G(gray)
-            g_losses = color_g_losses(p.plain("color_D"), rgb, gray, gt, w)
-        g_loss = sum(g_losses.values())
-        p.accelerator.backward(g_loss)
-        g_skipped = p.step("color_G")
-        p.update_ema("color_G", g_skipped)
-        return {
-            **{k: v.detach() for k, v in out.items()},
-            **{f"g_{k}": v.detach() for k, v in g_losses.items()},
-            "g_loss": g_loss.detach(),
-            "skipped": torch.tensor(float(d_skipped or g_skipped)),
-        }
+            g_losses = color_g_losses(p.plain("color_D"), G(gray), gray, gt, w)
+        g_skipped = p.apply(sum(g_losses.values()), "color_G")
+        return step_report(d_out, g_losses, d_skipped or g_skipped)
 
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:

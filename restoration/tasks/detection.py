@@ -39,15 +39,9 @@ class DetectionStage:
         bce = F.binary_cross_entropy_with_logits(logits, batch["known_mask"])
         dice = dice_loss(logits, batch["known_mask"])
         loss = bce + self.loss.detector_dice * dice
-        p.accelerator.backward(loss)
-        skipped = p.step("detector")
-        p.update_ema("detector", skipped)
-        return {
-            "bce": bce.detach(),
-            "dice": dice.detach(),
-            "loss": loss.detach(),
-            "skipped": torch.tensor(float(skipped)),
-        }
+        skipped = p.apply(loss, "detector")
+        scalars = {"bce": bce, "dice": dice, "loss": loss}
+        return {k: v.detach() for k, v in scalars.items()} | {"skipped": torch.tensor(float(skipped))}
 
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:

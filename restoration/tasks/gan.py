@@ -48,8 +48,7 @@ class GanBaselineStage:
         with p.autocast():
             logits = D(torch.cat([gt, fake.float()]), torch.cat([masked, masked]))
             d_loss = d_logistic_loss(logits[:B], logits[B:])  # = BCE with logits, real 1 / fake 0
-        p.accelerator.backward(d_loss)
-        d_skipped = p.step("baseline_D")
+        d_skipped = p.apply(d_loss, "baseline_D")
 
         p.freeze("baseline_D")
         with p.autocast():
@@ -57,9 +56,7 @@ class GanBaselineStage:
             adv = g_nonsaturating_loss(p.plain("baseline_D")(fake, masked))
         rec = l1(fake.float(), gt)
         g_loss = adv + self.loss.baseline_l1 * rec
-        p.accelerator.backward(g_loss)
-        g_skipped = p.step("baseline_G")
-        p.update_ema("baseline_G", g_skipped)
+        g_skipped = p.apply(g_loss, "baseline_G")
         return {
             "d_loss": d_loss.detach(),
             "g_adv": adv.detach(),

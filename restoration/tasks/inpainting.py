@@ -16,10 +16,10 @@ from torch import Tensor, nn
 from restoration.convert_mat import load_mat_weights
 from restoration.inference import inpaint_gray
 from restoration.losses.loss_config import LossConfig
-from restoration.losses.mat_gan import build_perceptual, mat_d_loss, mat_g_losses, mat_inputs
+from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses, mat_inputs
 from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input
 from restoration.recipe import TrainConfig
-from restoration.tasks.parts import StageParts, assemble
+from restoration.tasks.parts import StageParts, assemble, step_report
 
 
 @dataclass
@@ -46,36 +46,26 @@ class InpaintStage:
         masked, z, c = mat_inputs(batch["input"], known, p.plain("mat_G").z_dim)
         trunc = w.mat_truncation
 
-        # discriminator step (+ lazy R1 in fp32)
+        # discriminator step (+ lazy R1, in fp32)
         p.train("mat_D")
         with torch.no_grad(), p.autocast():
             fake, fake_stg1 = G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
-        r1_step = w.r1_gamma > 0 and step % w.r1_every == 0
-        with p.autocast(not r1_step):
+        r1_weight = lazy_r1_weight(step, w)
+        with p.autocast(r1_weight == 0):
             d_out = mat_d_loss(
-                D, real, fake.float(), fake_stg1.float(), known, c,
-                r1_gamma=w.r1_gamma, r1_weight=w.r1_every if r1_step else 0.0,
-            )  # fmt: skip
-        p.accelerator.backward(d_out["d_loss"])
-        d_skipped = p.step("mat_D")
+                D, real, fake.float(), fake_stg1.float(), known, c, r1_gamma=w.r1_gamma, r1_weight=r1_weight
+            )
+        d_skipped = p.apply(d_out["d_loss"], "mat_D")
 
-        # generator step, discriminator frozen and unwrapped
+        # generator step, discriminator frozen and unwrapped; then EMA
         p.freeze("mat_D")
         with p.autocast():
             fake, fake_stg1 = G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
             g_losses = mat_g_losses(
                 p.plain("mat_D"), fake, fake_stg1, real, known, c, batch["gray"], w, self.perceptual
             )
-        g_loss = sum(g_losses.values())
-        p.accelerator.backward(g_loss)
-        g_skipped = p.step("mat_G")
-        p.update_ema("mat_G", g_skipped)
-        return {
-            **{k: v.detach() for k, v in d_out.items()},
-            **{f"g_{k}": v.detach() for k, v in g_losses.items()},
-            "g_loss": g_loss.detach(),
-            "skipped": torch.tensor(float(d_skipped or g_skipped)),
-        }
+        g_skipped = p.apply(sum(g_losses.values()), "mat_G")
+        return step_report(d_out, g_losses, d_skipped or g_skipped)
 
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:

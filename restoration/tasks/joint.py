@@ -20,12 +20,12 @@ from restoration.convert_mat import load_mat_weights
 from restoration.inference import composite, inpaint_gray
 from restoration.losses.color_gan import color_d_loss, color_g_losses
 from restoration.losses.loss_config import LossConfig
-from restoration.losses.mat_gan import build_perceptual, mat_d_loss, mat_g_losses, mat_inputs
+from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses, mat_inputs
 from restoration.models.colorizer import build_colorizer
 from restoration.models.discriminators import build_patch_discriminator
 from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input, mat_output_to_luma
 from restoration.recipe import TrainConfig
-from restoration.tasks.parts import StageParts, assemble
+from restoration.tasks.parts import StageParts, assemble, step_report
 
 
 def mat_luma(mat_rgb: Tensor, color_to_mat: float) -> Tensor:
@@ -65,7 +65,6 @@ class JointStage:
         known, gray_in = batch["known_mask"], batch["input"]
         masked, z, c = mat_inputs(gray_in, known, p.plain("mat_G").z_dim)
         trunc = w.mat_truncation
-        out: dict[str, Tensor] = {}
 
         # discriminator steps on detached fakes
         p.train("mat_D", "color_D")
@@ -73,23 +72,19 @@ class JointStage:
             fake, fake_stg1 = mat_G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
             gray_full = composite(known, gray_in, mat_luma(fake.float(), 1.0))
             rgb = color_G(gray_full)
-        r1_step = w.r1_gamma > 0 and step % w.r1_every == 0
-        with p.autocast(not r1_step):
-            d_mat = mat_d_loss(
-                mat_D, real_gray3, fake.float(), fake_stg1.float(), known, c,
-                r1_gamma=w.r1_gamma, r1_weight=w.r1_every if r1_step else 0.0,
-            )  # fmt: skip
-        p.accelerator.backward(d_mat["d_loss"])
-        skipped = p.step("mat_D")
-        out.update(d_mat)
+        r1_weight = lazy_r1_weight(step, w)
+        with p.autocast(r1_weight == 0):  # R1 in fp32
+            d_losses = mat_d_loss(
+                mat_D, real_gray3, fake.float(), fake_stg1.float(), known, c, r1_gamma=w.r1_gamma, r1_weight=r1_weight
+            )
+        skipped = p.apply(d_losses["d_loss"], "mat_D")
         if w.color_adv > 0:
             with p.autocast():
                 d_color = color_d_loss(color_D, batch["rgb"], rgb.float(), batch["gray"], gray_full, w.color_gan)
-            p.accelerator.backward(d_color["cd_loss"])
-            skipped = p.step("color_D") or skipped
-            out.update(d_color)
+            skipped = p.apply(d_color["cd_loss"], "color_D") or skipped
+            d_losses.update(d_color)
 
-        # one generator step through MAT and the colorizer, discriminators frozen and unwrapped
+        # one generator step through MAT and the colorizer, discriminators frozen and unwrapped; then both EMAs
         p.freeze("mat_D", "color_D")
         with p.autocast():
             fake, fake_stg1 = mat_G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
@@ -97,19 +92,9 @@ class JointStage:
                 p.plain("mat_D"), fake, fake_stg1, real_gray3, known, c, batch["gray"], w, self.perceptual
             )
             gray_full = composite(known, gray_in, mat_luma(fake.float(), w.joint_color_to_mat))
-            rgb = color_G(gray_full)
-            losses.update(color_g_losses(p.plain("color_D"), rgb, gray_full, batch["rgb"], w))
-        g_loss = sum(losses.values())
-        p.accelerator.backward(g_loss)
-        skip_mat_g, skip_color_g = p.step("mat_G"), p.step("color_G")
-        p.update_ema("mat_G", skip_mat_g)
-        p.update_ema("color_G", skip_color_g)
-        return {
-            **{k: v.detach() for k, v in out.items()},
-            **{f"g_{k}": v.detach() for k, v in losses.items()},
-            "g_loss": g_loss.detach(),
-            "skipped": torch.tensor(float(skipped or skip_mat_g or skip_color_g)),
-        }
+            losses.update(color_g_losses(p.plain("color_D"), color_G(gray_full), gray_full, batch["rgb"], w))
+        skipped = p.apply(sum(losses.values()), "mat_G", "color_G") or skipped
+        return step_report(d_losses, losses, skipped)
 
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from torch import nn
+from torch import Tensor, nn
 
 from restoration.ema import ema_decay_from_half_life, ema_update, make_ema
 from restoration.optim import OptimConfig, apply_lr, lr_factor, make_adam, optimizer_step, requires_grad
@@ -61,20 +61,35 @@ class StageParts:
         DDP never sees a forward whose parameters get no gradient."""
         return self.accelerator.unwrap_model(self.networks[name])
 
-    def step(self, name: str) -> bool:
-        """Clip and apply the gradient of one network (skipped if non-finite); returns whether it was skipped."""
-        _, skipped = optimizer_step(
-            self.accelerator, self.optimizers[name], self.networks[name].parameters(), self.optim.grad_clip
-        )
-        return skipped
-
-    def update_ema(self, name: str, skipped: bool) -> None:
-        if self.accelerator.sync_gradients and not skipped:
-            ema_update(self.ema[name], self.plain(name), self.ema_decay)
+    def apply(self, loss: Tensor, *names: str) -> bool:
+        """Backward `loss`, then clip and step each named network (a step whose gradient is non-finite is skipped)
+        and update its EMA copy if it has one; returns whether any step was skipped."""
+        self.accelerator.backward(loss)
+        skipped = {
+            name: optimizer_step(
+                self.accelerator, self.optimizers[name], self.networks[name].parameters(), self.optim.grad_clip
+            )[1]
+            for name in names
+        }
+        for name in names:
+            if name in self.ema and self.accelerator.sync_gradients and not skipped[name]:
+                ema_update(self.ema[name], self.plain(name), self.ema_decay)
+        return any(skipped.values())
 
     def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
         networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
         return export_weights(networks, out_dir, pipeline_meta(cfg))
+
+
+def step_report(d_losses: dict[str, Tensor], g_losses: dict[str, Tensor], skipped: bool) -> dict[str, Tensor]:
+    """A step's detached scalars: discriminator losses as they are, generator terms as `g_<term>`, their sum as
+    `g_loss`, and whether a non-finite gradient skipped an update."""
+    return {
+        **{k: v.detach() for k, v in d_losses.items()},
+        **{f"g_{k}": v.detach() for k, v in g_losses.items()},
+        "g_loss": sum(g_losses.values()).detach(),
+        "skipped": torch.tensor(float(skipped)),
+    }
 
 
 def assemble(

@@ -1,0 +1,117 @@
+"""The house rules of the package, checked on its source: no import circle, no arrow from a lower layer up.
+
+Every `import` counts, also the ones inside functions and under `TYPE_CHECKING`: a lazy import still ties the two
+modules together for a reader. The layers are listed in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("restoration", "data_prep")
+
+# lowest first; a module may import its own layer or the ones below, never above
+LAYERS: list[tuple[str, ...]] = [
+    (  # building blocks: no training, no files of runs
+        "restoration.config", "restoration.data", "restoration.models", "restoration.losses", "restoration.metrics",
+        "restoration.preemption", "restoration.optim", "restoration.ema", "restoration.inference",
+    ),
+    ("restoration.checkpoint", "restoration.replicas", "restoration.image_io", "restoration.convert_mat"),
+    ("restoration.weights", "data_prep"),  # exported weights; shard building and the built-in data
+    ("restoration.recipe", "restoration.tracking", "restoration.pipeline", "restoration.validation"),
+    ("restoration.tasks",),
+    ("restoration.mlflow_model", "restoration.evaluate"),
+    (  # entry points and CLIs
+        "restoration.train", "restoration.predict", "restoration.export", "restoration.demo",
+        "restoration.pyfunc_entry",
+    ),
+]  # fmt: skip
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path, name: str) -> set[str]:
+    """Project modules imported anywhere in the file (absolute and relative imports)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.split(".")[0] in PACKAGES}
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    for top in PACKAGES:  # the top-level package files only say what the package is
+        files.pop(top)
+    edges = {}
+    for name, path in files.items():
+        # `from pkg import module` names a module; `from module import function` names the module itself
+        edges[name] = {m for m in imports_of(path, name) if m in files and m != name}
+    return edges
+
+
+def layer(module: str) -> int:
+    for level, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return level
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to docs/architecture.md")
+
+
+def test_every_module_has_a_layer():
+    for module in graph():
+        layer(module)
+
+
+def test_no_import_points_up():
+    upward = [
+        f"{src} (layer {layer(src)}) imports {dst} (layer {layer(dst)})"
+        for src, dsts in graph().items()
+        for dst in dsts
+        if layer(dst) > layer(src)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_circle():
+    edges = graph()
+    cycles = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_the_checker_sees_lazy_relative_and_type_checking_imports(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from restoration.recipe import TrainConfig\n"
+        "def f():\n    from restoration.train import main\nfrom . import weights\n"
+    )
+    found = imports_of(source, "restoration.x")
+    assert {"restoration.recipe", "restoration.train", "restoration.weights"} <= found
