@@ -33,6 +33,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as activation_checkpoint
 from torch import Tensor, nn
 
+from restoration.data.color import rgb_to_luma
 from restoration.models.attention import WindowAttention
 from restoration.models.layers import (
     Conv2dLayer,
@@ -462,5 +463,4 @@ def gray_to_mat_input(gray: Tensor) -> Tensor:
 
 def mat_output_to_luma(img: Tensor) -> Tensor:
     """(B, 3, H, W) MAT output in [-1, 1] -> (B, 1, H, W) BT.601 luma (the same weights as PIL's 'L')."""
-    r, g, b = img.unbind(dim=1)
-    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+    return rgb_to_luma(img)
