@@ -19,7 +19,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -105,95 +105,147 @@ def _is_union(tp: Any) -> bool:
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
     """Convert `value` to type `tp`, raising ConfigError naming `where` when it does not fit."""
-    origin = typing.get_origin(tp)
     if tp is Any:
         return value
     if _is_union(tp):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
+        return _to_union(value, tp, where)
     if value is None:
         raise ConfigError(f"{where}: null is not allowed here (expected {_type_name(tp)})")
+    return _converter(tp)(value, tp, where)
+
+
+Converter = Callable[[Any, Any, str], Any]  # (value, type, where) -> converted value
+
+
+def _converter(tp: Any) -> Converter:
+    """The converter for a non-union type: by its kind (Literal, dataclass, sequence, mapping), else by the type."""
+    origin = typing.get_origin(tp)
     if origin is Literal:
-        choices = typing.get_args(tp)
-        if value in choices and type(value) in {type(c) for c in choices}:
-            return value
-        hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}{suggestion}")
+        return _to_literal
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if dataclasses.is_dataclass(value) and isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping for section {tp.__name__}, got {value!r}")
-        return _from_mapping(tp, value, where + ":")
+        return _to_dataclass
     if origin in (list, Sequence, tuple) or tp in (list, tuple):
-        if isinstance(value, str | bytes) or not isinstance(value, Iterable) or isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        items = list(value)
-        args = typing.get_args(tp)
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(items) != len(args):
-                raise ConfigError(f"{where}: expected {len(args)} items, got {len(items)}: {items!r}")
-            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
-        item_tp = args[0] if args else Any
-        converted = [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(items)]
-        return tuple(converted) if (origin is tuple or tp is tuple) else converted
+        return _to_sequence
     if origin in (dict, Mapping) or tp is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
-        return {_convert(k, key_tp, where): _convert(v, val_tp, f"{where}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got the boolean {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                number = float(value.replace("_", ""))
-            except ValueError:
-                number = None
-            if number is not None and number.is_integer():
-                return int(number)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got the boolean {value!r}")
-        if isinstance(value, int | float):
+        return _to_dict
+    scalar = _SCALARS.get(tp) if isinstance(tp, type) else None
+    return scalar or _unsupported
+
+
+def _to_union(value: Any, tp: Any, where: str) -> Any:
+    """`X | Y | None`: null if allowed, else the first member type that accepts the value."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _convert(value, arg, where)
+        except ConfigError:
+            pass
+    raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
+
+
+def _to_literal(value: Any, tp: Any, where: str) -> Any:
+    """One of the choices, of the choice's own type (`1` does not match `"1"`); the message suggests the nearest."""
+    choices = typing.get_args(tp)
+    if value in choices and type(value) in {type(c) for c in choices}:
+        return value
+    hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+    raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}{suggestion}")
+
+
+def _to_dataclass(value: Any, tp: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(value) and isinstance(value, tp):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping for section {tp.__name__}, got {value!r}")
+    return _from_mapping(tp, value, where + ":")
+
+
+def _to_sequence(value: Any, tp: Any, where: str) -> Any:
+    """`list[X]`, `Sequence[X]`, `tuple[X, ...]` (any length) or `tuple[X, Y]` (fixed length, typed per item)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable) or isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    items = list(value)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        if len(items) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(items)}: {items!r}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
+    item_tp = args[0] if args else Any
+    converted = [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(items)]
+    return tuple(converted) if (origin is tuple or tp is tuple) else converted
+
+
+def _to_dict(value: Any, tp: Any, where: str) -> dict:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+    return {_convert(k, key_tp, where): _convert(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+
+
+def _to_bool(value: Any, tp: Any, where: str) -> bool:
+    """A boolean, or the strings true/false in any case (never yes/no/on/off, never numbers)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _to_int(value: Any, tp: Any, where: str) -> int:
+    """An integer, or a float/string holding a whole number (`1e4`, `10_000`); never a boolean."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got the boolean {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            number = None
+        if number is not None and number.is_integer():
+            return int(number)
+    raise ConfigError(f"{where}: expected an integer, got {value!r}")
+
+
+def _to_float(value: Any, tp: Any, where: str) -> float:
+    """A number, or a string that parses as one (what YAML 1.1 left as `'1e-4'`); never a boolean."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got the boolean {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    if tp is Path:
-        if isinstance(value, str | Path):
-            return Path(value)
-        raise ConfigError(f"{where}: expected a path, got {value!r}")
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected a number, got {value!r}")
+
+
+def _to_str(value: Any, tp: Any, where: str) -> str:
+    """A string; numbers are accepted as their text (a run name `2024`), booleans are not."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return str(value)
+
+
+def _to_path(value: Any, tp: Any, where: str) -> Path:
+    if isinstance(value, str | Path):
+        return Path(value)
+    raise ConfigError(f"{where}: expected a path, got {value!r}")
+
+
+def _unsupported(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
+
+
+_SCALARS: dict[type, Converter] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str, Path: _to_path}
 
 
 def _hints(cls: type) -> dict[str, Any]:

@@ -9,6 +9,10 @@ parameters are then read out of the recorded module trees (G, G_ema and D: fine-
 discriminator too) and written as one safetensors file with `G.`, `G_ema.` and `D.` key prefixes, plus a JSON of
 the constructor arguments. G-only `.pth` state dicts (official key names, possibly without `noise_*` keys) are
 loaded with `weights_only=True` and exported as `G_ema`.
+
+This module is also where official weights meet our networks (`restoration.models.mat` is the architecture only):
+the released constructors (`build_official_generator`/`_discriminator`, used by the golden-fixture parity check),
+the key conversion, and `load_mat_weights`, which loads `MATConfig.weights` into freshly built networks.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from restoration.models.mat import Discriminator, Generator, MATArch, MATConfig
 
 NETWORKS = ("G", "G_ema", "D")
 
@@ -189,6 +196,69 @@ def load_converted(path: Path, network: str = "G_ema") -> dict[str, torch.Tensor
             if chosen:
                 return {k[len(prefix) :]: fh.get_tensor(k) for k in chosen}
     raise KeyError(f"{path}: no {network} weights inside (found prefixes {sorted({k.split('.')[0] for k in keys})})")
+
+
+def build_official_generator(
+    z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 512, img_channels: int = 3
+) -> Generator:
+    """The released architecture (`Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=512|256, ...)`)."""
+    if c_dim != 0:
+        raise ValueError("MAT's released models are unconditional (c_dim=0)")
+    arch = MATArch(img_resolution=img_resolution, img_channels=img_channels, z_dim=z_dim, w_dim=w_dim)
+    return Generator(arch)
+
+
+def build_official_discriminator(
+    c_dim: int = 0, img_resolution: int = 512, img_channels: int = 3, mbstd_group_size: int = 8, **_: Any
+) -> Discriminator:
+    """The released discriminator (extra official arguments such as channel_base are accepted and, as in MAT,
+    do not change the widths)."""
+    if c_dim != 0:
+        raise ValueError("MAT's released models are unconditional (c_dim=0)")
+    arch = MATArch(img_resolution=img_resolution, img_channels=img_channels, mbstd_group_size=mbstd_group_size)
+    return Discriminator(arch)
+
+
+def convert_official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Official key names -> ours: the same, minus the shifted-window `attn_mask` buffers (recomputed, never read).
+
+    Works for G and D, with or without a `module.`/`model.` prefix; differentiable (only renames).
+    """
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in ("module.", "model."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        if key.endswith(".attn_mask"):
+            continue
+        out[key] = value
+    return out
+
+
+def load_state_flexible(module: nn.Module, state: dict[str, Tensor]) -> list[str]:
+    """Strict load, except that missing `noise_const`/`noise_strength` keys (G-only exports made without noise
+    inputs) keep their initial values and are reported."""
+    state = convert_official_state_dict(state)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    tolerated = [k for k in missing if k.endswith(("noise_const", "noise_strength"))]
+    real_missing = [k for k in missing if k not in tolerated]
+    if real_missing or unexpected:
+        raise RuntimeError(f"MAT weights do not fit: missing {real_missing[:5]}, unexpected {unexpected[:5]}")
+    return tolerated
+
+
+def load_mat_weights(cfg: MATConfig, G: nn.Module | None = None, D: nn.Module | None = None) -> None:
+    """Load `cfg.weights` (a converted file) into freshly built networks; nothing to do when it is None.
+
+    G gets `cfg.weights_key` (G_ema by default); D is loaded only when the file holds one (G-only `.pth` exports
+    do not), otherwise it keeps its initialisation.
+    """
+    if cfg.weights is None:
+        return
+    if G is not None:
+        load_state_flexible(G, load_converted(cfg.weights, cfg.weights_key))
+    if D is not None and has_network(cfg.weights, "D"):
+        load_state_flexible(D, load_converted(cfg.weights, "D"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from restoration.convert_mat import UnsafePickleError, convert, has_network, load_converted, main
+from restoration.convert_mat import UnsafePickleError, convert, has_network, load_converted, load_mat_weights, main
 from restoration.models.mat import MATConfig, build_discriminator, build_generator
 
 
@@ -98,9 +98,13 @@ def test_faithful_pickle_round_trips_to_strictly_loadable_safetensors(official_m
     fresh_D.load_state_dict(load_converted(out, "D"), strict=True)
     for (k, a), (_, b) in zip(G.state_dict().items(), fresh_G.state_dict().items()):
         assert torch.equal(a, b), k
-    # the trainer's path: MATConfig.weights loads G and D from the converted file
-    loaded = build_generator(MATConfig(preset="tiny", weights=out))
+    # the trainer's path: build the architecture, then load MATConfig.weights into G and D
+    cfg = MATConfig(preset="tiny", weights=out)
+    loaded, loaded_D = build_generator(cfg), build_discriminator(cfg)
+    load_mat_weights(cfg, loaded, loaded_D)
     assert torch.equal(loaded.mapping.fc0.weight, G.mapping.fc0.weight)
+    for (k, a), (_, b) in zip(D.state_dict().items(), loaded_D.state_dict().items()):
+        assert torch.equal(a, b), k
 
 
 class Evil:
@@ -130,8 +134,20 @@ def test_g_only_state_dict_without_noise_keys(tmp_path):
     torch.save(state, src)
     out = tmp_path / "g.safetensors"
     convert(src, out)
-    loaded = build_generator(MATConfig(preset="tiny", weights=out))
+    cfg = MATConfig(preset="tiny", weights=out)
+    loaded, D = build_generator(cfg), build_discriminator(cfg)
+    D_init = {k: v.clone() for k, v in D.state_dict().items()}
+    load_mat_weights(cfg, loaded, D)
     assert torch.equal(loaded.mapping.fc1.weight, G.mapping.fc1.weight)
+    assert all(torch.equal(v, D_init[k]) for k, v in D.state_dict().items())  # no D in the file: D stays as built
+
+
+def test_load_mat_weights_without_weights_is_a_no_op():
+    torch.manual_seed(0)
+    G = build_generator(MATConfig(preset="tiny"))
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    load_mat_weights(MATConfig(preset="tiny"), G, None)
+    assert all(torch.equal(v, before[k]) for k, v in G.state_dict().items())
 
 
 def test_truncated_pickle_gives_a_clear_error(tmp_path):

@@ -3,7 +3,8 @@
 Grayscale is *exactly* PIL's ``Image.convert('L')`` (ITU-R 601 luma in PIL's 16-bit fixed point): the contest's
 inputs equal it outside the lost region, so a torch version that matches PIL bit for bit lets GPU batches derive
 masks and compose inputs without a round trip through PIL. Chroma uses YCbCr (BT.601, full range) because its Y is
-the same luma as 'L': a colorizer that only predicts Cb/Cr cannot damage the known structure.
+the same luma as 'L': a colorizer that only predicts Cb/Cr cannot damage the known structure. On float images (network
+outputs) that luma is `rgb_to_luma`, the one place its weights are written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ def rgb_to_gray_u8(rgb_u8: Tensor) -> Tensor:
     r, g, b = channels.unbind(dim=-3)
     gray = (r * _PIL_L_WEIGHTS[0] + g * _PIL_L_WEIGHTS[1] + b * _PIL_L_WEIGHTS[2] + _PIL_L_ROUND) >> 16
     return gray.unsqueeze(-3).to(torch.uint8)
+
+
+def rgb_to_luma(rgb: Tensor) -> Tensor:
+    """(B, 3, H, W) float RGB -> (B, 1, H, W) BT.601 luma 0.299 R + 0.587 G + 0.114 B, in the input's range.
+
+    The float counterpart of `rgb_to_gray_u8` (same weights, no fixed-point rounding): how network outputs in
+    [-1, 1] become gray. Summed left to right, so every caller gets the same bits.
+    """
+    r, g, b = rgb.unbind(dim=1)
+    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
 
 
 def u8_to_signed(x_u8: Tensor) -> Tensor:

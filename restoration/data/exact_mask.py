@@ -17,9 +17,7 @@ found), or photos with a clipped flat area (pure black/white sky) larger than th
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy import ndimage
-from torch import Tensor
 
 MIN_AREA = 400
 MIN_SIDE = 16
@@ -92,25 +90,6 @@ def exact_hole(
             return None
         return hole
     return None
-
-
-def exact_known_mask(
-    gray_u8: Tensor, *, min_area: int | None = None, min_side: int | None = None
-) -> tuple[Tensor, Tensor]:
-    """(B, 1, H, W) uint8 -> (known_mask (B, 1, H, W) float, 1 = known; found (B,) bool).
-
-    Where the rule does not apply, the mask is all ones and `found` is False.
-    """
-    if gray_u8.dtype != torch.uint8 or gray_u8.ndim != 4 or gray_u8.shape[1] != 1:
-        raise ValueError(f"exact_known_mask expects (B, 1, H, W) uint8, got {tuple(gray_u8.shape)} {gray_u8.dtype}")
-    known = torch.ones(gray_u8.shape, dtype=torch.float32)
-    found = torch.zeros(gray_u8.shape[0], dtype=torch.bool)
-    for b, img in enumerate(gray_u8[:, 0].cpu().numpy()):
-        hole = exact_hole(img, min_area=min_area, min_side=min_side)
-        if hole is not None:
-            known[b, 0] = torch.from_numpy(~hole).float()
-            found[b] = True
-    return known.to(gray_u8.device), found.to(gray_u8.device)
 
 
 def known_from_pair(inp: np.ndarray, gray_gt: np.ndarray) -> tuple[np.ndarray, int]:

@@ -6,9 +6,12 @@
   (`batches_per_epoch`, the same on every rank: no DDP hang at an epoch's end). Not passed through
   `accelerator.prepare`, which would re-shard or broadcast an iterable stream.
 - Val: every rank reads the val shards in order and keeps the samples whose index is congruent to its rank, so the
-  ranks see disjoint parts that together cover every val sample exactly once.
+  ranks see disjoint parts that together cover every val sample exactly once; a sample without a baked mask gets
+  one seeded by its key.
+- Both go through one sample stage (`sample_batches`: decode, skip corrupt samples, draw missing masks, batch);
+  they differ only in where the mask generator comes from and in the corrupt-sample limit.
 - A corrupt sample is skipped, counted (`corrupt_count` on the loader, summed over workers) and logged; more than
-  `max_corrupt` in one worker stops the run with the sample's key.
+  `max_corrupt` in one train worker stops the run with the sample's key.
 - `prepare_batch` runs on the device: kornia flips and resized crops applied identically to image and mask, then
   the exact PIL 'L' of the augmented uint8 image, and the masked input as the contest shows it (gray outside the
   hole, one uniform fill value inside).
@@ -16,10 +19,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,35 +110,67 @@ def collate(samples: list[dict], corrupt: int) -> dict:
     }
 
 
+class CorruptLog:
+    """Skipped corrupt samples of one loader: each one is counted and logged; more than `limit` stops the run."""
+
+    def __init__(self, message: str, limit: int | None = None) -> None:
+        self.message = message  # a logging format with one %s: the CorruptSample
+        self.limit = limit
+        self.total = 0
+
+    def record(self, err: CorruptSample) -> None:
+        self.total += 1
+        log.warning(self.message, err)
+        if self.limit is not None and self.total > self.limit:
+            raise RuntimeError(f"more than data.max_corrupt={self.limit} corrupt samples; last: {err}") from err
+
+
+def sample_batches(
+    raws: Iterable[dict],
+    cfg: DataConfig,
+    batch_size: int,
+    *,
+    mask_rng: Callable[[str], np.random.Generator],
+    corrupt: CorruptLog,
+    keep_last: bool,
+) -> Iterator[list[dict]]:
+    """The sample stage shared by train and val: decode, skip corrupt samples (into `corrupt`), give samples
+    without a baked mask one drawn from `mask_rng(key)` (called only for those), and group into lists of
+    `batch_size`; a last shorter list is yielded only with `keep_last`."""
+    batch = []
+    for raw in raws:
+        try:
+            sample = decode(raw, cfg.image_size)
+        except CorruptSample as err:
+            corrupt.record(err)
+            continue
+        if "known" not in sample:
+            rng = mask_rng(sample["key"])
+            sample["known"], sample["fill"] = sample_known_mask(rng, *sample["gt"].shape[:2], cfg.mask)
+        batch.append(sample)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch and keep_last:
+        yield batch
+
+
 def _worker_id() -> int:
     info = torch.utils.data.get_worker_info()
     return info.id if info is not None else 0
 
 
 def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: int):
-    """A pipeline stage (runs in each worker): decode, draw missing masks, batch; counts corrupt samples."""
+    """A pipeline stage (runs in each worker): the sample stage with one mask generator per (seed, rank, worker);
+    each batch carries the number of corrupt samples skipped since the previous one, for `CountingLoader`."""
 
     def stage(samples: Iterator[dict]) -> Iterator[dict]:
         rng = np.random.default_rng([seed, rank, _worker_id()])
-        corrupt_total, corrupt_pending, batch = 0, 0, []
-        for raw in samples:
-            try:
-                sample = decode(raw, cfg.image_size)
-            except CorruptSample as err:
-                corrupt_total += 1
-                corrupt_pending += 1
-                log.warning("skipping corrupt %s", err)
-                if corrupt_total > cfg.max_corrupt:
-                    raise RuntimeError(
-                        f"more than data.max_corrupt={cfg.max_corrupt} corrupt samples; last: {err}"
-                    ) from err
-                continue
-            if "known" not in sample:
-                sample["known"], sample["fill"] = sample_known_mask(rng, cfg.image_size, cfg.image_size, cfg.mask)
-            batch.append(sample)
-            if len(batch) == batch_size:
-                yield collate(batch, corrupt_pending)
-                batch, corrupt_pending = [], 0
+        corrupt = CorruptLog("skipping corrupt %s", limit=cfg.max_corrupt)
+        reported = 0
+        for batch in sample_batches(samples, cfg, batch_size, mask_rng=lambda _: rng, corrupt=corrupt, keep_last=False):
+            yield collate(batch, corrupt.total - reported)
+            reported = corrupt.total
 
     return stage
 
@@ -170,36 +206,35 @@ def make_train_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size
     return CountingLoader(loader.with_epoch(per_epoch), per_epoch)
 
 
+def key_seeded_rng(key: str) -> np.random.Generator:
+    """A sample's own generator: its mask is the same on every rank, in every run, whatever was read before it."""
+    return np.random.default_rng(list(key.encode()))
+
+
 class ValLoader:
-    """The val split for one rank: samples whose global index % world_size == rank, in shard order, batched."""
+    """The val split for one rank: samples whose global index % world_size == rank, in shard order, batched.
+
+    Val shards carry baked masks; a sample without one gets a key-seeded mask. Corrupt samples are skipped and
+    counted in `corrupt_count` (no limit: validation never stops a run)."""
 
     def __init__(self, cfg: DataConfig, batch_size: int, rank: int, world_size: int) -> None:
         self.cfg, self.batch_size, self.rank, self.world_size = cfg, batch_size, rank, world_size
         self.urls = shard_urls(cfg.root, "val")
-        self.corrupt_count = 0
+        self.corrupt = CorruptLog("skipping corrupt val %s")
+
+    @property
+    def corrupt_count(self) -> int:
+        return self.corrupt.total
 
     def __iter__(self) -> Iterator[dict]:
         dataset = wds.DataPipeline(
             wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=wds.warn_and_continue)
         )
-        batch = []
-        for index, raw in enumerate(dataset):
-            if index % self.world_size != self.rank:
-                continue
-            try:
-                sample = decode(raw, self.cfg.image_size)
-            except CorruptSample as err:
-                self.corrupt_count += 1
-                log.warning("skipping corrupt val %s", err)
-                continue
-            if "known" not in sample:  # val shards carry baked masks; fall back to a key-seeded one
-                rng = np.random.default_rng(list(sample["key"].encode()))
-                sample["known"], sample["fill"] = sample_known_mask(rng, *sample["gt"].shape[:2], self.cfg.mask)
-            batch.append(sample)
-            if len(batch) == self.batch_size:
-                yield collate(batch, 0)
-                batch = []
-        if batch:
+        mine = (raw for index, raw in enumerate(dataset) if index % self.world_size == self.rank)
+        batches = sample_batches(
+            mine, self.cfg, self.batch_size, mask_rng=key_seeded_rng, corrupt=self.corrupt, keep_last=True
+        )
+        for batch in batches:
             yield collate(batch, 0)
 
 
@@ -207,10 +242,13 @@ def make_val_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size: 
     return ValLoader(cfg, batch_size, rank, world_size)
 
 
-def _augmenter(cfg: DataConfig) -> K.AugmentationSequential:
+@functools.cache
+def _augmenter(image_size: int, min_crop_scale: float) -> K.AugmentationSequential:
+    """Built once per setting, not per step: the modules hold no random state (parameters are drawn from the
+    global torch RNG on each call), so reusing them draws and computes exactly what a fresh one would."""
     return K.AugmentationSequential(
         K.RandomHorizontalFlip(p=0.5),
-        K.RandomResizedCrop((cfg.image_size, cfg.image_size), scale=(cfg.min_crop_scale, 1.0), p=0.5),
+        K.RandomResizedCrop((image_size, image_size), scale=(min_crop_scale, 1.0), p=0.5),
         data_keys=["input", "mask"],
     )
 
@@ -226,7 +264,7 @@ def prepare_batch(
     gt = batch["gt"].to(device, non_blocking=True)
     known = batch["known"].to(device, non_blocking=True).float()
     if train and cfg.augment:
-        rgb01, known = _augmenter(cfg)(gt.float() / 255.0, known)
+        rgb01, known = _augmenter(cfg.image_size, cfg.min_crop_scale)(gt.float() / 255.0, known)
         gt = (rgb01 * 255.0).round().clamp(0, 255).to(torch.uint8)
         known = (known > 0.5).float()
     gray_u8 = rgb_to_gray_u8(gt)  # (B, 1, H, W)

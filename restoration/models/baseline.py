@@ -1,8 +1,8 @@
 """The original notebook's approach, kept as a baseline to beat: one U-Net does inpainting and coloring at once.
 
 U-Net 1 -> 3 (masked gray in, color out, tanh to [-1, 1]) + PatchGAN on (color, masked gray), trained pix2pix
-style: BCE + 100 * L1 (`baseline_loss`). The U-Net uses the same timm-encoder U-Net as the other models so the
-comparison is about the approach, not the backbone.
+style by the `gan_baseline` task (BCE + 100 * L1). The U-Net uses the same timm-encoder U-Net as the other models so
+the comparison is about the approach, not the backbone.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from restoration.losses.adversarial import g_nonsaturating_loss
-from restoration.losses.reconstruction import l1
 from restoration.models.discriminators import PatchDiscriminator, PatchDiscriminatorConfig
 from restoration.models.unet import TimmUNet
 
@@ -37,8 +35,3 @@ class BaselineGenerator(nn.Module):
 
 def build_baseline(cfg: BaselineConfig) -> tuple[BaselineGenerator, PatchDiscriminator]:
     return BaselineGenerator(cfg), PatchDiscriminator(cfg.disc)
-
-
-def baseline_loss(fake_logits: Tensor, fake: Tensor, target: Tensor, l1_weight: float = 100.0) -> Tensor:
-    """The notebook's generator loss: BCE(D(fake), real) + 100 * L1(fake, target)."""
-    return g_nonsaturating_loss(fake_logits) + l1_weight * l1(fake, target)

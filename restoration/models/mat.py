@@ -10,9 +10,12 @@ Generator = mapping network (z -> w) + two stages:
    w and a global style; a second Bernoulli draw mixes a w-derived map into the 16x16 features.
 Both stages paste the known pixels back. The discriminator has two independent heads (final and stage-1 output).
 
-Parameter names equal the official ones; `convert_official_state_dict` only drops the never-read `attn_mask`
-buffers. The always-on feature dropout is reproduced exactly (same draws, same order, same memory layout) from the
-global RNG, or from a `generator=` for reproducible inference without touching global state.
+Parameter names equal the official ones; the transformer stage lives in `restoration.models.mat_transformer`. The
+always-on feature dropout is reproduced exactly (same draws, same order, same memory layout) from the global RNG, or
+from a `generator=` for reproducible inference without touching global state. This module is the architecture only:
+the builders return freshly initialised networks; the official-checkpoint side (the released constructors, key
+conversion, loading `MATConfig.weights` with `load_mat_weights`) is `restoration.convert_mat`, which imports this
+module and never the other way round, so building a model cannot read files.
 
 Gray images: the official weights are RGB. `gray_to_mat_input` replicates gray to 3 channels (what MAT's own data
 loader does for 1-channel images) and `mat_output_to_luma` turns the RGB output back into BT.601 luma.
@@ -23,15 +26,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as activation_checkpoint
-from einops import rearrange
 from torch import Tensor, nn
 
-from restoration.models.attention import WindowAttention, shifted_window_mask, window_partition, window_reverse
+from restoration.data.color import rgb_to_luma
+from restoration.models.attention import WindowAttention
 from restoration.models.layers import (
     Conv2dLayer,
     DisBlock,
@@ -43,8 +46,9 @@ from restoration.models.layers import (
     StyleConv,
     ToRGB,
 )
+from restoration.models.mat_transformer import BasicLayer, PatchResample, feature2token, token2feature
 
-# -- configuration --------------------------------------------------------------------------------------------
+# -- configuration -------------------------------------------------------------------------------------------------
 
 Preset = Literal["official512", "official256", "small", "tiny"]
 
@@ -114,19 +118,7 @@ class MATConfig:
         return MATArch(**values)
 
 
-# -- tokens <-> feature maps -------------------------------------------------------------------------------------
-
-
-def feature2token(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, H*W, C) as a transposed *view* (the official memory layout, which the stage-1 dropout
-    draw depends on)."""
-    B, C, H, W = x.shape
-    return x.view(B, C, H * W).transpose(1, 2)
-
-
-def token2feature(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B, H*W, C) -> (B, C, H, W)."""
-    return rearrange(x, "b (h w) c -> b c h w", h=size[0], w=size[1])
+# -- the always-on feature dropout ---------------------------------------------------------------------------------
 
 
 def bernoulli_keep(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -141,109 +133,7 @@ def bernoulli_keep(shape: tuple[int, ...], like: Tensor, generator: torch.Genera
     return torch.bernoulli(half, generator=generator)
 
 
-# -- first stage: the transformer ---------------------------------------------------------------------------------
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = FullyConnectedLayer(dim, hidden, activation="lrelu")
-        self.fc2 = FullyConnectedLayer(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.fc1(x))
-
-
-class SwinTransformerBlock(nn.Module):
-    """MAT's adjusted transformer block: no LayerNorm and no residual adds; the attention output is concatenated
-    with the block input and fused by an FC (`fuse`), then an MLP. Windows shift on odd blocks."""
-
-    def __init__(self, dim: int, input_resolution: int, num_heads: int, window: int, shift: int) -> None:
-        super().__init__()
-        if input_resolution <= window:
-            window, shift = input_resolution, 0
-        self.window, self.shift = window, shift
-        self.attn = WindowAttention(dim, num_heads)
-        self.fuse = FullyConnectedLayer(dim * 2, dim, activation="lrelu")
-        self.mlp = Mlp(dim, dim * 2)
-        self._shift_masks: dict[tuple, Tensor] = {}
-
-    def shift_mask(self, H: int, W: int, device: torch.device) -> Tensor | None:
-        if self.shift == 0:
-            return None
-        key = (H, W, str(device))
-        if key not in self._shift_masks:
-            self._shift_masks[key] = shifted_window_mask(H, W, self.window, self.shift, device)
-        return self._shift_masks[key]
-
-    def forward(self, x: Tensor, size: tuple[int, int], mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """x: (B, L, C) tokens; mask: (B, L, 1) known tokens or None."""
-        H, W = size
-        B, L, C = x.shape
-        shortcut = x
-        grid = x.view(B, H, W, C)
-        grid_mask = mask.view(B, H, W, 1) if mask is not None else None
-        if self.shift:
-            grid = torch.roll(grid, shifts=(-self.shift, -self.shift), dims=(1, 2))
-            if grid_mask is not None:
-                grid_mask = torch.roll(grid_mask, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        windows = window_partition(grid, self.window)  # (B * nW, N, C)
-        mask_windows = window_partition(grid_mask, self.window) if grid_mask is not None else None
-        out, mask_windows = self.attn(windows, mask_windows, self.shift_mask(H, W, x.device))
-        grid = window_reverse(out, self.window, H, W)  # (B, H, W, C)
-        if mask_windows is not None:
-            grid_mask = window_reverse(mask_windows, self.window, H, W)
-        if self.shift:
-            grid = torch.roll(grid, shifts=(self.shift, self.shift), dims=(1, 2))
-            if grid_mask is not None:
-                grid_mask = torch.roll(grid_mask, shifts=(self.shift, self.shift), dims=(1, 2))
-        x = grid.reshape(B, L, C)
-        mask = grid_mask.reshape(B, L, 1) if grid_mask is not None else None
-        x = self.fuse(torch.cat([shortcut, x], dim=-1))
-        return self.mlp(x), mask
-
-
-class PatchResample(nn.Module):
-    """Token-grid down- (PatchMerging) or up-sampling (PatchUpsampling) by a 3x3 partial conv."""
-
-    def __init__(self, dim: int, *, up: int = 1, down: int = 1) -> None:
-        super().__init__()
-        self.conv = PartialConv2d(dim, dim, 3, up=up, down=down)
-        self.factor = up / down
-
-    def forward(self, x: Tensor, size: tuple[int, int], mask: Tensor | None):
-        feat = token2feature(x, size)
-        feat_mask = token2feature(mask, size) if mask is not None else None
-        feat, feat_mask = self.conv(feat, feat_mask)
-        size = (int(size[0] * self.factor), int(size[1] * self.factor))
-        return feature2token(feat), size, feature2token(feat_mask) if feat_mask is not None else None
-
-
-class BasicLayer(nn.Module):
-    """One transformer stage: optional resampling (named `downsample` even when it upsamples, as in MAT) ->
-    blocks -> 3x3 partial conv -> + the stage input."""
-
-    def __init__(
-        self, dim: int, resolution: int, depth: int, num_heads: int, window: int, resample: PatchResample | None
-    ) -> None:
-        super().__init__()
-        self.downsample = resample
-        self.blocks = nn.ModuleList(
-            SwinTransformerBlock(dim, resolution, num_heads, window, 0 if i % 2 == 0 else window // 2)
-            for i in range(depth)
-        )
-        self.conv = PartialConv2d(dim, dim, 3)
-
-    def forward(self, x: Tensor, size: tuple[int, int], mask: Tensor | None):
-        if self.downsample is not None:
-            x, size, mask = self.downsample(x, size, mask)
-        identity = x
-        for block in self.blocks:
-            x, mask = block(x, size, mask)
-        feat_mask = token2feature(mask, size) if mask is not None else None
-        feat, feat_mask = self.conv(token2feature(x, size), feat_mask)
-        x = feature2token(feat) + identity
-        return x, size, feature2token(feat_mask) if feat_mask is not None else None
+# -- first stage: the transformer ----------------------------------------------------------------------------------
 
 
 class DecStyleBlock(nn.Module):
@@ -550,77 +440,20 @@ class Discriminator(nn.Module):
         return x, y
 
 
-# -- builders, conversion, gray helpers ----------------------------------------------------------------------------
-
-
-def build_official_generator(
-    z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 512, img_channels: int = 3
-) -> Generator:
-    """The released architecture (`Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=512|256, ...)`)."""
-    if c_dim != 0:
-        raise ValueError("MAT's released models are unconditional (c_dim=0)")
-    arch = MATArch(img_resolution=img_resolution, img_channels=img_channels, z_dim=z_dim, w_dim=w_dim)
-    return Generator(arch)
-
-
-def build_official_discriminator(
-    c_dim: int = 0, img_resolution: int = 512, img_channels: int = 3, mbstd_group_size: int = 8, **_: Any
-) -> Discriminator:
-    """The released discriminator (extra official arguments such as channel_base are accepted and, as in MAT,
-    do not change the widths)."""
-    if c_dim != 0:
-        raise ValueError("MAT's released models are unconditional (c_dim=0)")
-    arch = MATArch(img_resolution=img_resolution, img_channels=img_channels, mbstd_group_size=mbstd_group_size)
-    return Discriminator(arch)
-
-
-def convert_official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Official key names -> ours: the same, minus the shifted-window `attn_mask` buffers (recomputed, never read).
-
-    Works for G and D, with or without a `module.`/`model.` prefix; differentiable (only renames).
-    """
-    out = {}
-    for key, value in state_dict.items():
-        for prefix in ("module.", "model."):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        if key.endswith(".attn_mask"):
-            continue
-        out[key] = value
-    return out
-
-
-def load_state_flexible(module: nn.Module, state: dict[str, Tensor]) -> list[str]:
-    """Strict load, except that missing `noise_const`/`noise_strength` keys (G-only exports made without noise
-    inputs) keep their initial values and are reported."""
-    state = convert_official_state_dict(state)
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    tolerated = [k for k in missing if k.endswith(("noise_const", "noise_strength"))]
-    real_missing = [k for k in missing if k not in tolerated]
-    if real_missing or unexpected:
-        raise RuntimeError(f"MAT weights do not fit: missing {real_missing[:5]}, unexpected {unexpected[:5]}")
-    return tolerated
+# -- builders, gray helpers ----------------------------------------------------------------------------------------
 
 
 def build_generator(cfg: MATConfig) -> Generator:
+    """The architecture `cfg` names, freshly initialised (`cfg.weights` is loaded by `convert_mat.load_mat_weights`)."""
     G = Generator(cfg.arch())
     G.set_checkpointing(cfg.checkpointing)
     G.set_fused_attention(cfg.fused_attention)
-    if cfg.weights is not None:
-        from restoration.convert_mat import load_converted
-
-        load_state_flexible(G, load_converted(cfg.weights, cfg.weights_key))
     return G
 
 
 def build_discriminator(cfg: MATConfig) -> Discriminator:
-    D = Discriminator(cfg.arch())
-    if cfg.weights is not None:
-        from restoration.convert_mat import has_network, load_converted
-
-        if has_network(cfg.weights, "D"):
-            load_state_flexible(D, load_converted(cfg.weights, "D"))
-    return D
+    """The discriminator for `cfg`'s architecture, freshly initialised."""
+    return Discriminator(cfg.arch())
 
 
 def gray_to_mat_input(gray: Tensor) -> Tensor:
@@ -630,5 +463,4 @@ def gray_to_mat_input(gray: Tensor) -> Tensor:
 
 def mat_output_to_luma(img: Tensor) -> Tensor:
     """(B, 3, H, W) MAT output in [-1, 1] -> (B, 1, H, W) BT.601 luma (the same weights as PIL's 'L')."""
-    r, g, b = img.unbind(dim=1)
-    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+    return rgb_to_luma(img)

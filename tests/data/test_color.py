@@ -9,6 +9,7 @@ from PIL import Image
 from restoration.data.color import (
     gray_chroma_to_rgb,
     rgb_to_gray_u8,
+    rgb_to_luma,
     rgb_to_ycbcr,
     signed_to_u8,
     u8_to_signed,
@@ -51,3 +52,15 @@ def test_ycbcr_round_trip_and_luma_preserved():
 def test_signed_u8_round_trip():
     u8 = torch.arange(256, dtype=torch.uint8)
     assert torch.equal(signed_to_u8(u8_to_signed(u8)), u8)
+
+
+def test_float_luma_is_bt601_summed_left_to_right_and_agrees_with_pil_gray():
+    torch.manual_seed(0)
+    rgb = torch.rand(2, 3, 16, 24) * 2 - 1
+    luma = rgb_to_luma(rgb)
+    assert luma.shape == (2, 1, 16, 24)
+    r, g, b = rgb.unbind(dim=1)
+    assert torch.equal(luma, (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1))  # bit for bit, whatever the slicing
+    assert torch.equal(luma, 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:])
+    u8 = signed_to_u8(rgb)
+    assert (signed_to_u8(rgb_to_luma(u8_to_signed(u8))).int() - rgb_to_gray_u8(u8).int()).abs().max() <= 1

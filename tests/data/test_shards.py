@@ -1,22 +1,41 @@
-"""Loaders: exact gray after augmentation, corrupt samples skipped and counted, and 2 real CPU ranks."""
+"""Loaders: exact gray after augmentation, corrupt samples skipped and counted, batches unchanged by the shared
+sample stage, and 2 real CPU ranks."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import webdataset as wds
 from PIL import Image
 
 from data_prep.build_shards import build_photo_shards
 from restoration.data.color import rgb_to_gray_u8, signed_to_u8
-from restoration.data.shards import DataConfig, make_train_loader, make_val_loader, prepare_batch
+from restoration.data.masks import sample_known_mask
+from restoration.data.shards import (
+    CorruptSample,
+    DataConfig,
+    ValLoader,
+    _augmenter,
+    collate,
+    decode,
+    make_train_loader,
+    make_val_loader,
+    prepare_batch,
+    shard_urls,
+    train_samples_to_batches,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,31 +65,144 @@ def test_prepared_batches_have_exact_gray_and_a_consistent_input(shards):
     assert (known == 0).any()
 
 
-def test_corrupt_samples_are_skipped_and_counted(shards, tmp_path):
-    import shutil
-    import tarfile
-
-    bad = tmp_path / "bad"
-    shutil.copytree(shards, bad)
-    manifest = json.loads((bad / "manifest.json").read_text())
-    train = [s["name"] for s in manifest["shards"] if s["split"] == "train"]
-    for name in train:  # replace every gt.png in the first shard with garbage
-        src = bad / name
-        members = []
-        with tarfile.open(src) as tar:
-            for m in tar.getmembers():
-                data = tar.extractfile(m).read()
-                members.append((m, b"garbage" if m.name.endswith("gt.png") and name == train[0] else data))
-        with tarfile.open(src, "w") as tar:
+def rewrite_shards(src: Path, dst: Path, edit: Callable[[str, str, bytes], bytes | None]) -> Path:
+    """A copy of a shard directory with every tar member passed through `edit(shard, member, data)`; None drops it."""
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    for name in (s["name"] for s in manifest["shards"]):
+        with tarfile.open(dst / name) as tar:
+            members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+        with tarfile.open(dst / name, "w") as tar:
             for m, data in members:
-                import io
+                data = edit(name, m.name, data)
+                if data is not None:
+                    m.size = len(data)
+                    tar.addfile(m, io.BytesIO(data))
+    return dst
 
-                m.size = len(data)
-                tar.addfile(m, io.BytesIO(data))
+
+def test_corrupt_samples_are_skipped_and_counted(shards, tmp_path):
+    first = shard_urls(shards, "train")[0].rsplit("/", 1)[-1]
+
+    def garbage_gt_in_first_shard(shard: str, member: str, data: bytes) -> bytes:
+        return b"garbage" if shard == first and member.endswith("gt.png") else data
+
+    bad = rewrite_shards(shards, tmp_path / "bad", garbage_gt_in_first_shard)
     cfg = DataConfig(root=bad, image_size=32, num_workers=0, shuffle_buffer=4, batches_per_epoch=6)
     loader = make_train_loader(cfg, batch_size=2, rank=0, world_size=1, seed=0)
     assert sum(1 for _ in loader) == 6
     assert loader.corrupt_count > 0
+
+
+# -- the sample stage before train and val shared it (restoration/data/shards.py at c799fae), as the reference -----
+
+
+def reference_train_stage(cfg: DataConfig, batch_size: int, seed: int, rank: int):
+    def stage(samples):
+        rng = np.random.default_rng([seed, rank, 0])
+        corrupt_total, corrupt_pending, batch = 0, 0, []
+        for raw in samples:
+            try:
+                sample = decode(raw, cfg.image_size)
+            except CorruptSample as err:
+                corrupt_total += 1
+                corrupt_pending += 1
+                if corrupt_total > cfg.max_corrupt:
+                    raise RuntimeError(f"more than data.max_corrupt={cfg.max_corrupt} corrupt samples") from err
+                continue
+            if "known" not in sample:
+                sample["known"], sample["fill"] = sample_known_mask(rng, cfg.image_size, cfg.image_size, cfg.mask)
+            batch.append(sample)
+            if len(batch) == batch_size:
+                yield collate(batch, corrupt_pending)
+                batch, corrupt_pending = [], 0
+
+    return stage
+
+
+def reference_val_batches(cfg: DataConfig, batch_size: int, rank: int, world_size: int, raws: list[dict]):
+    batch = []
+    for index, raw in enumerate(raws):
+        if index % world_size != rank:
+            continue
+        try:
+            sample = decode(raw, cfg.image_size)
+        except CorruptSample:
+            continue
+        if "known" not in sample:
+            rng = np.random.default_rng(list(sample["key"].encode()))
+            sample["known"], sample["fill"] = sample_known_mask(rng, *sample["gt"].shape[:2], cfg.mask)
+        batch.append(sample)
+        if len(batch) == batch_size:
+            yield collate(batch, 0)
+            batch = []
+    if batch:
+        yield collate(batch, 0)
+
+
+def raw_samples(root: Path, split: str) -> list[dict]:
+    return list(wds.DataPipeline(wds.SimpleShardList(shard_urls(root, split)), wds.tarfile_to_samples()))
+
+
+def assert_same_batches(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want) > 0
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys()
+        assert a["key"] == b["key"]
+        assert a["corrupt"] == b["corrupt"]
+        for name in ("gt", "known", "fill"):
+            assert a[name].dtype == b[name].dtype, name
+            assert torch.equal(a[name], b[name]), name
+
+
+def test_train_and_val_batches_equal_the_reference_stage(shards, tmp_path):
+    """Masks drawn in the stage (no baked val masks), one corrupt sample per split, a resize in decode."""
+    corrupted = {"train": False, "val": False}
+
+    def unmask_and_break_one(shard: str, member: str, data: bytes) -> bytes | None:
+        if member.endswith((".known.png", ".input.png", ".json")):
+            return None
+        split = shard.split("-")[0]
+        if member.endswith(".gt.png") and not corrupted[split] and shard.endswith("1.tar"):
+            corrupted[split] = True
+            return b"garbage"
+        return data
+
+    root = rewrite_shards(shards, tmp_path / "unmasked", unmask_and_break_one)
+    cfg = DataConfig(root=root, image_size=24, num_workers=0)
+    train_raws = raw_samples(root, "train")
+    got = list(train_samples_to_batches(cfg, 3, seed=5, rank=1)(iter(train_raws)))
+    want = list(reference_train_stage(cfg, 3, seed=5, rank=1)(iter(train_raws)))
+    assert_same_batches(got, want)
+    assert sum(b["corrupt"] for b in got) == 1
+    val_raws = raw_samples(root, "val")
+    loaders = [ValLoader(cfg, batch_size=2, rank=rank, world_size=2) for rank in (0, 1)]
+    for rank, loader in enumerate(loaders):
+        got = list(loader)
+        assert_same_batches(got, list(reference_val_batches(cfg, 2, rank, 2, val_raws)))
+        assert all(b["corrupt"] == 0 for b in got)
+    assert sum(loader.corrupt_count for loader in loaders) == 1
+
+
+def test_val_masks_are_seeded_by_the_sample_key_whatever_the_rank(shards, tmp_path):
+    root = rewrite_shards(shards, tmp_path / "unmasked", lambda _, m, d: None if m.endswith(".known.png") else d)
+    cfg = DataConfig(root=root, image_size=32)
+    single = {k: m for b in ValLoader(cfg, 3, 0, 1) for k, m in zip(b["key"], b["known"])}
+    split = {k: m for r in (0, 1) for b in ValLoader(cfg, 2, r, 2) for k, m in zip(b["key"], b["known"])}
+    assert single.keys() == split.keys()
+    assert all(torch.equal(single[k], split[k]) for k in single)
+
+
+def test_the_augmenter_built_once_draws_and_computes_what_a_fresh_one_would():
+    img, mask = torch.rand(4, 3, 32, 32), (torch.rand(4, 1, 32, 32) > 0.5).float()
+    runs = []
+    for build in (_augmenter.__wrapped__, _augmenter):  # a new module per step (as before) vs the cached one
+        torch.manual_seed(0)
+        runs.append([build(32, 0.6)(img, mask) for _ in range(8)])
+    for (a_img, a_mask), (b_img, b_mask) in zip(*runs):
+        assert torch.equal(a_img, b_img)
+        assert torch.equal(a_mask, b_mask)
+    assert _augmenter(32, 0.6) is _augmenter(32, 0.6)
 
 
 @pytest.mark.slow

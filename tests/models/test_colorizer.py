@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from restoration.data.color import rgb_to_gray_u8, signed_to_u8
+from restoration.data.color import rgb_to_gray_u8, rgb_to_luma, signed_to_u8
 from restoration.models.colorizer import ColorizerConfig, build_colorizer
 
 
@@ -23,7 +23,7 @@ def test_output_luma_equals_input_gray(encoder):
     assert rgb.shape == (2, 3, 64, 64)
     assert rgb.min() >= -1 - 1e-5
     assert rgb.max() <= 1 + 1e-5
-    luma = 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:]
+    luma = rgb_to_luma(rgb)
     assert (luma - gray).abs().max() < 1e-4  # before uint8 rounding
     back = rgb_to_gray_u8(signed_to_u8(rgb))
     assert (back.int() - gray_u8.int()).abs().max() <= 1  # after uint8 rounding
