@@ -280,14 +280,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def load_mat_weights(cfg, G=None, D=None) -> None:  # TEMP until the models refactor lands
-    if cfg.weights is None:
-        return
-    from restoration.models.mat import load_state_flexible
-
-    if G is not None:
-        load_state_flexible(G, load_converted(cfg.weights, cfg.weights_key))
-    if D is not None and has_network(cfg.weights, "D"):
-        load_state_flexible(D, load_converted(cfg.weights, "D"))

@@ -95,8 +95,3 @@ def gray_chroma_to_rgb(gray01: Tensor, chroma: Tensor, fit_gamut: bool = True) -
         scale = limit.amin(dim=1, keepdim=True).clamp(0.0, 1.0)  # (B, 1, H, W)
         delta = delta * scale
     return gray01 + delta
-
-
-def luma(rgb: Tensor) -> Tensor:  # TEMP until the models refactor lands
-    r, g, b = rgb.unbind(dim=1)
-    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)

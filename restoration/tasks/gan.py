@@ -12,7 +12,7 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 
-from restoration.data.color import luma
+from restoration.data.color import rgb_to_luma
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import l1
@@ -68,4 +68,4 @@ class GanBaselineStage:
     @torch.no_grad()
     def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
         rgb = self.parts.ema["baseline_G"](batch["input"]).clamp(-1, 1)
-        return {"gray": luma(rgb).clamp(-1, 1), "rgb": rgb}
+        return {"gray": rgb_to_luma(rgb).clamp(-1, 1), "rgb": rgb}
