@@ -4,8 +4,10 @@
     python -m data_prep.build_shards photos  --root DIR --out OUT [--size 512]
 
 Why it is built this way:
-- Nothing bad lands in a shard: every sample is decoded and checked before it is written; bad ones go to
-  `OUT/rejected.csv` with the file and the reason (or stop the build at once with `--strict`).
+- Nothing bad lands in a shard: every sample is decoded (by the same rule as prediction and evaluation,
+  `restoration.image_decoding`) and checked before it is written; a contest pair must look like a masked copy
+  (few changed pixels, showing one fill value). Bad ones go to `OUT/rejected.csv` with the file at fault and the
+  reason (or stop the build at once with `--strict`).
 - A half-written shard is never taken for a whole one: each shard is written as `NAME.tar.tmp` and renamed when
   complete; a small receipt (`.receipts/NAME.json`: count, bytes, sha256, rejects) is written after the rename.
 - Re-running the same command resumes: a shard whose receipt matches the file's sha256 is kept, the rest are
@@ -35,16 +37,29 @@ from tqdm.auto import tqdm
 
 from restoration.data.exact_mask import known_from_pair
 from restoration.data.masks import MaskConfig, sample_known_mask
+from restoration.image_io import GrayImage, read_gray, read_rgb
 
 FORMAT_VERSION = 1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # masks baked into val samples of photo folders: the training mixture, or only the contest test style
 VAL_MASKS = {"mixture": MaskConfig(), "contest": MaskConfig(test_style=1.0, train_style=0.0, free_form=0.0)}
 _KEY_OK = re.compile(r"^[A-Za-z0-9_\-]+$")
+# a contest input is L(gt) with one region overwritten by one gray: the contest's largest masks cover ~36 % of an
+# image, and every changed pixel shows the fill value. Pairs far from that are a wrong file or a lossy re-encode.
+MAX_LOST_FRACTION = 0.9
+MIN_FILL_SHARE = 0.5
 
 
 class BuildError(RuntimeError):
     """A bad input under --strict, or a problem that makes the whole build impossible."""
+
+
+class SampleError(ValueError):
+    """A bad sample; `path` is the file at fault (as the csv or folder names it), so every report names that file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
 
 
 @dataclass
@@ -92,7 +107,7 @@ def list_contest(root: Path, csv_name: str) -> tuple[list[Source], list[tuple[st
     """Sources and listing-level rejects (path, reason) from `train.csv` (input, gt) or `test.csv` (input only)."""
     csv_path = root / csv_name
     try:
-        with open(csv_path, newline="") as fh:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # a BOM is not part of a column name
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise BuildError(f"{csv_path}: cannot read the csv ({err})") from err
@@ -175,13 +190,32 @@ def plan_shards(sources: Sequence[Source], *, val_fraction: float, samples_per_s
 # -- one sample ----------------------------------------------------------------------------------------------
 
 
-def _load(path: Path) -> Image.Image:
+def _rgb(root: Path, rel: str) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except Exception as err:  # noqa: BLE001 - every decoder error means the same: not a usable image
-        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from err
+        return read_rgb(root / rel)
+    except ValueError as err:
+        raise SampleError(rel, str(err)) from None
+
+
+def _gray(root: Path, rel: str) -> GrayImage:
+    try:
+        return read_gray(root / rel)
+    except ValueError as err:
+        raise SampleError(rel, str(err)) from None
+
+
+def pair_problem(inp: np.ndarray, gray_gt: np.ndarray, fill: int) -> str | None:
+    """Why (H, W) uint8 `inp` is not a masked copy of `gray_gt`, or None when it plausibly is."""
+    changed = inp != gray_gt
+    if not changed.any():
+        return None
+    lost, fill_share = float(changed.mean()), float((inp[changed] == fill).mean())
+    if lost <= MAX_LOST_FRACTION and fill_share >= MIN_FILL_SHARE:
+        return None
+    return (
+        f"{lost:.1%} of its pixels differ from L(gt) and {fill_share:.1%} of those show one fill value; a masked "
+        f"copy differs in at most {MAX_LOST_FRACTION:.0%}, nearly all showing the fill"
+    )
 
 
 def _png(img: Image.Image) -> bytes:
@@ -197,14 +231,13 @@ def _resize_crop(img: Image.Image, size: int) -> Image.Image:
 def build_sample(
     src: Source, root: Path, *, mode: str, size: int, seed: int, split: str, val_masks: str = "mixture"
 ) -> dict:
-    """Decode, check and encode one sample; raises ValueError with the reason when it is bad."""
+    """Decode, check and encode one sample; raises SampleError naming the file at fault when it is bad."""
     meta: dict = {"source": src.gt or src.input, "group": src.group}
     sample: dict = {"__key__": src.key}
     gt = None
     if src.gt is not None:
-        gt = _load(root / src.gt)
+        gt = Image.fromarray(_rgb(root, src.gt))
         meta["original_size"] = list(gt.size)
-        gt = gt.convert("RGB")
     if mode == "photos":
         gt = _resize_crop(gt, size)
         sample["gt.png"] = _png(gt)
@@ -216,20 +249,24 @@ def build_sample(
             sample["input.png"] = _png(Image.fromarray(np.where(known == 1, gray, fill).astype(np.uint8)))
             meta["fill"] = fill
     else:
-        inp_img = _load(root / src.input)
-        if inp_img.mode not in ("L", "RGB", "RGBA", "P", "I", "I;16"):
-            raise ValueError(f"input has unsupported mode {inp_img.mode}")
-        rgbish = np.asarray(inp_img.convert("RGB"))
-        if inp_img.mode != "L" and not (
-            np.array_equal(rgbish[..., 0], rgbish[..., 1]) and np.array_equal(rgbish[..., 1], rgbish[..., 2])
-        ):
-            raise ValueError("input is not grayscale (its color channels differ)")
-        inp = rgbish[..., 0]
+        image = _gray(root, src.input)
+        if image.converted_from:
+            raise SampleError(
+                src.input, f"input is not grayscale (its color channels differ; mode {image.converted_from})"
+            )
+        inp = image.gray
         sample["input.png"] = _png(Image.fromarray(inp))
         if gt is not None:
-            if gt.size != inp_img.size:
-                raise ValueError(f"gt size {gt.size} differs from input size {inp_img.size}")
-            known, fill = known_from_pair(inp, np.asarray(gt.convert("L")))
+            if gt.size != (inp.shape[1], inp.shape[0]):
+                w, h = gt.size
+                raise SampleError(
+                    src.input, f"size {inp.shape[1]}x{inp.shape[0]} differs from its gt {src.gt} ({w}x{h})"
+                )
+            gray_gt = np.asarray(gt.convert("L"))
+            known, fill = known_from_pair(inp, gray_gt)
+            problem = pair_problem(inp, gray_gt, fill)
+            if problem:
+                raise SampleError(src.input, f"does not match its gt {src.gt}: {problem}")
             sample["gt.png"] = _png(gt)
             sample["known.png"] = _png(Image.fromarray(known * 255))
             meta["fill"] = fill
@@ -271,17 +308,21 @@ def write_shard(
     count = 0
     with open(tmp, "wb") as fh:
         writer = wds.TarWriter(fh, mtime=0.0)
-        for src in plan.sources:
-            try:
-                sample = build_sample(src, root, mode=mode, size=size, seed=seed, split=plan.split, val_masks=val_masks)
-            except ValueError as err:
-                if strict:
-                    raise BuildError(f"{src.gt or src.input}: {err}") from err
-                rejects.append([src.input or src.gt, str(err)])
-                continue
-            writer.write(sample)
-            count += 1
-        writer.close()
+        try:
+            for src in plan.sources:
+                try:
+                    sample = build_sample(
+                        src, root, mode=mode, size=size, seed=seed, split=plan.split, val_masks=val_masks
+                    )
+                except SampleError as err:
+                    if strict:
+                        raise BuildError(f"{err.path}: {err}") from err
+                    rejects.append([err.path, str(err)])
+                    continue
+                writer.write(sample)
+                count += 1
+        finally:  # also on --strict's stop: an unclosed tar stream would write into the closed file when collected
+            writer.close()
     final = out / f"{plan.name}.tar"
     tmp.replace(final)
     receipt = {"name": final.name, "split": plan.split, "count": count, "bytes": final.stat().st_size}
