@@ -1,4 +1,4 @@
-"""Small hostile and unusual image files for the fault tests (a few KB each, built in tmp dirs)."""
+"""Small hostile and unusual image files for the fault tests (a few KB each, built in tmp dirs), and a fake model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+from restoration import predict
 
 
 def png_claiming_size(path: Path, width: int, height: int) -> Path:
@@ -65,3 +68,25 @@ def contest_pairs(root: Path, count: int, size: int = 24) -> Path:
         rows.append((f"./train_input/{name}", f"./train_gt/{name}"))
     write_contest_csv(root, rows)
     return root
+
+
+class FakePipeline:
+    """Stands in for a trained pipeline: the reading and reporting around it are under test, not the networks."""
+
+    def describe(self) -> str:
+        return "fake"
+
+    def restore(self, grays: list[np.ndarray], seed: int = 0) -> list:
+        class Restored:
+            def __init__(self, gray: np.ndarray) -> None:
+                self.rgb = np.repeat(gray[..., None], 3, axis=-1)
+                self.mask_source = "exact"
+
+        return [Restored(g) for g in grays]
+
+
+@pytest.fixture
+def fake_model(monkeypatch) -> list[str]:
+    """`--model` arguments for `predict.main` that load the fake pipeline."""
+    monkeypatch.setattr(predict, "open_models", lambda *args, **kwargs: FakePipeline())
+    return ["--model", "fake"]

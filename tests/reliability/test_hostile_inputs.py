@@ -6,37 +6,15 @@ import csv
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import make_contest_folder
-from fault_images import png_claiming_size
+from fault_images import fake_model, png_claiming_size  # noqa: F401 - a fixture
 from PIL import Image
 
 from restoration import evaluate, predict
 
 
-class FakePipeline:
-    """Stands in for a trained pipeline: the reading and reporting around it are under test, not the networks."""
-
-    def describe(self) -> str:
-        return "fake"
-
-    def restore(self, grays: list[np.ndarray], seed: int = 0) -> list:
-        class Restored:
-            def __init__(self, gray: np.ndarray) -> None:
-                self.rgb = np.repeat(gray[..., None], 3, axis=-1)
-                self.mask_source = "exact"
-
-        return [Restored(g) for g in grays]
-
-
-@pytest.fixture
-def fake_model(monkeypatch) -> list[str]:
-    monkeypatch.setattr(predict, "open_models", lambda *args, **kwargs: FakePipeline())
-    return ["--model", "fake"]
-
-
-def test_predict_skips_a_decompression_bomb_and_names_it(tmp_path, fake_model, capsys):
+def test_predict_skips_a_decompression_bomb_and_names_it(tmp_path, fake_model, capsys):  # noqa: F811
     root = make_contest_folder(tmp_path / "c", count=2, size=16)
     png_claiming_size(root / "test_input" / "BOMB.png", 20000, 20000)
     out = tmp_path / "p"
