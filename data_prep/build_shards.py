@@ -4,13 +4,19 @@
     python -m data_prep.build_shards photos  --root DIR --out OUT [--size 512]
 
 Why it is built this way:
-- Nothing bad lands in a shard: every sample is decoded and checked before it is written; bad ones go to
-  `OUT/rejected.csv` with the file and the reason (or stop the build at once with `--strict`).
+- Nothing bad lands in a shard: every sample is decoded (by the same rule as prediction and evaluation,
+  `restoration.image_decoding`) and checked before it is written; a contest pair must look like a masked copy
+  (few changed pixels, showing one fill value). Bad ones go to `OUT/rejected.csv` with the file at fault and the
+  reason (or stop the build at once with `--strict`).
 - A half-written shard is never taken for a whole one: each shard is written as `NAME.tar.tmp` and renamed when
-  complete; a small receipt (`.receipts/NAME.json`: count, bytes, sha256, rejects) is written after the rename.
-- Re-running the same command resumes: a shard whose receipt matches the file's sha256 is kept, the rest are
-  rebuilt. Shard contents are a pure function of the inputs and arguments (sorted keys, fixed tar mtimes, seeded
-  val masks), so a resumed build is byte-identical to an uninterrupted one.
+  complete; a small receipt (`.receipts/NAME.json`: count, bytes, sha256, rejects and the shard's *recipe*) is
+  written after the rename.
+- Re-running resumes: a shard is kept only when its receipt's recipe (the arguments that shape samples and the
+  list of samples) equals the one planned now and its sha256 matches; the rest are rebuilt, and shards of an
+  earlier plan that this one lacks are deleted. So another `--val-fraction` into the same `--out` gives exactly
+  what a fresh build gives. Shard contents are a pure function of the inputs and arguments (sorted keys, fixed tar
+  mtimes, seeded val masks), so a resumed build is byte-identical to an uninterrupted one. `manifest.json` is
+  removed when a build starts and written when it ends: it only ever describes a finished build.
 - Val samples get fixed masks (seeded by their key) baked in, so every run is evaluated on the same inputs.
 """
 
@@ -35,16 +41,32 @@ from tqdm.auto import tqdm
 
 from restoration.data.exact_mask import known_from_pair
 from restoration.data.masks import MaskConfig, sample_known_mask
+from restoration.image_decoding import max_pixels
+from restoration.image_io import GrayImage, read_gray, read_rgb
 
 FORMAT_VERSION = 1
+RECIPE_VERSION = 2  # bump when build_sample's output changes for the same files and arguments
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # masks baked into val samples of photo folders: the training mixture, or only the contest test style
 VAL_MASKS = {"mixture": MaskConfig(), "contest": MaskConfig(test_style=1.0, train_style=0.0, free_form=0.0)}
 _KEY_OK = re.compile(r"^[A-Za-z0-9_\-]+$")
+_SHARD_NAME = re.compile(r"^(train|val)-\d{6}$")
+# a contest input is L(gt) with one region overwritten by one gray: the contest's largest masks cover ~36 % of an
+# image, and every changed pixel shows the fill value. Pairs far from that are a wrong file or a lossy re-encode.
+MAX_LOST_FRACTION = 0.9
+MIN_FILL_SHARE = 0.5
 
 
 class BuildError(RuntimeError):
     """A bad input under --strict, or a problem that makes the whole build impossible."""
+
+
+class SampleError(ValueError):
+    """A bad sample; `path` is the file at fault (as the csv or folder names it), so every report names that file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
 
 
 @dataclass
@@ -92,7 +114,7 @@ def list_contest(root: Path, csv_name: str) -> tuple[list[Source], list[tuple[st
     """Sources and listing-level rejects (path, reason) from `train.csv` (input, gt) or `test.csv` (input only)."""
     csv_path = root / csv_name
     try:
-        with open(csv_path, newline="") as fh:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # a BOM is not part of a column name
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise BuildError(f"{csv_path}: cannot read the csv ({err})") from err
@@ -175,13 +197,32 @@ def plan_shards(sources: Sequence[Source], *, val_fraction: float, samples_per_s
 # -- one sample ----------------------------------------------------------------------------------------------
 
 
-def _load(path: Path) -> Image.Image:
+def _rgb(root: Path, rel: str) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except Exception as err:  # noqa: BLE001 - every decoder error means the same: not a usable image
-        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from err
+        return read_rgb(root / rel)
+    except ValueError as err:
+        raise SampleError(rel, str(err)) from None
+
+
+def _gray(root: Path, rel: str) -> GrayImage:
+    try:
+        return read_gray(root / rel)
+    except ValueError as err:
+        raise SampleError(rel, str(err)) from None
+
+
+def pair_problem(inp: np.ndarray, gray_gt: np.ndarray, fill: int) -> str | None:
+    """Why (H, W) uint8 `inp` is not a masked copy of `gray_gt`, or None when it plausibly is."""
+    changed = inp != gray_gt
+    if not changed.any():
+        return None
+    lost, fill_share = float(changed.mean()), float((inp[changed] == fill).mean())
+    if lost <= MAX_LOST_FRACTION and fill_share >= MIN_FILL_SHARE:
+        return None
+    return (
+        f"{lost:.1%} of its pixels differ from L(gt) and {fill_share:.1%} of those show one fill value; a masked "
+        f"copy differs in at most {MAX_LOST_FRACTION:.0%}, nearly all showing the fill"
+    )
 
 
 def _png(img: Image.Image) -> bytes:
@@ -197,14 +238,13 @@ def _resize_crop(img: Image.Image, size: int) -> Image.Image:
 def build_sample(
     src: Source, root: Path, *, mode: str, size: int, seed: int, split: str, val_masks: str = "mixture"
 ) -> dict:
-    """Decode, check and encode one sample; raises ValueError with the reason when it is bad."""
+    """Decode, check and encode one sample; raises SampleError naming the file at fault when it is bad."""
     meta: dict = {"source": src.gt or src.input, "group": src.group}
     sample: dict = {"__key__": src.key}
     gt = None
     if src.gt is not None:
-        gt = _load(root / src.gt)
+        gt = Image.fromarray(_rgb(root, src.gt))
         meta["original_size"] = list(gt.size)
-        gt = gt.convert("RGB")
     if mode == "photos":
         gt = _resize_crop(gt, size)
         sample["gt.png"] = _png(gt)
@@ -216,20 +256,24 @@ def build_sample(
             sample["input.png"] = _png(Image.fromarray(np.where(known == 1, gray, fill).astype(np.uint8)))
             meta["fill"] = fill
     else:
-        inp_img = _load(root / src.input)
-        if inp_img.mode not in ("L", "RGB", "RGBA", "P", "I", "I;16"):
-            raise ValueError(f"input has unsupported mode {inp_img.mode}")
-        rgbish = np.asarray(inp_img.convert("RGB"))
-        if inp_img.mode != "L" and not (
-            np.array_equal(rgbish[..., 0], rgbish[..., 1]) and np.array_equal(rgbish[..., 1], rgbish[..., 2])
-        ):
-            raise ValueError("input is not grayscale (its color channels differ)")
-        inp = rgbish[..., 0]
+        image = _gray(root, src.input)
+        if image.converted_from:
+            raise SampleError(
+                src.input, f"input is not grayscale (its color channels differ; mode {image.converted_from})"
+            )
+        inp = image.gray
         sample["input.png"] = _png(Image.fromarray(inp))
         if gt is not None:
-            if gt.size != inp_img.size:
-                raise ValueError(f"gt size {gt.size} differs from input size {inp_img.size}")
-            known, fill = known_from_pair(inp, np.asarray(gt.convert("L")))
+            if gt.size != (inp.shape[1], inp.shape[0]):
+                w, h = gt.size
+                raise SampleError(
+                    src.input, f"size {inp.shape[1]}x{inp.shape[0]} differs from its gt {src.gt} ({w}x{h})"
+                )
+            gray_gt = np.asarray(gt.convert("L"))
+            known, fill = known_from_pair(inp, gray_gt)
+            problem = pair_problem(inp, gray_gt, fill)
+            if problem:
+                raise SampleError(src.input, f"does not match its gt {src.gt}: {problem}")
             sample["gt.png"] = _png(gt)
             sample["known.png"] = _png(Image.fromarray(known * 255))
             meta["fill"] = fill
@@ -252,40 +296,88 @@ def _receipt_path(out: Path, name: str) -> Path:
     return out / ".receipts" / f"{name}.json"
 
 
-def shard_is_complete(out: Path, name: str) -> bool:
+def _stamp(root: Path, rel: str | None) -> list[int] | None:
+    """(bytes, mtime) of a source file: a file replaced in place (say, a fixed reject) changes its shard's recipe."""
+    if rel is None:
+        return None
+    try:
+        stat = (root / rel).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def shard_recipe(plan: ShardPlan, root: Path, *, mode: str, size: int, seed: int, val_masks: str) -> dict:
+    """What a shard's bytes depend on: the arguments that shape its samples (only those that apply to its mode and
+    split) and its samples in order, with each file's size and mtime standing in for its contents. The receipt keeps
+    it; a different one means rebuild."""
+    photos, baked_masks = mode == "photos", mode == "photos" and plan.split == "val"
+    recipe = {
+        "recipe_version": RECIPE_VERSION,
+        "mode": mode,
+        "root": str(root.resolve()),
+        "split": plan.split,
+        "size": size if photos else None,
+        "seed": seed if baked_masks else None,
+        "val_masks": val_masks if baked_masks else None,
+        "max_pixels": max_pixels(),
+        "samples": [[s.key, s.input, s.gt, s.group, _stamp(root, s.input), _stamp(root, s.gt)] for s in plan.sources],
+    }
+    return json.loads(json.dumps(recipe))  # as a receipt reads back (tuples become lists)
+
+
+def shard_is_complete(out: Path, name: str, recipe: dict) -> bool:
+    """The shard on disk is whole (its sha256 matches its receipt) and was built from `recipe`."""
     tar, receipt = out / f"{name}.tar", _receipt_path(out, name)
     if not (tar.is_file() and receipt.is_file()):
         return False
     try:
-        return json.loads(receipt.read_text())["sha256"] == _sha256(tar)
-    except (OSError, ValueError, KeyError):
+        kept = json.loads(receipt.read_text())
+        return kept.get("recipe") == recipe and kept["sha256"] == _sha256(tar)
+    except (OSError, ValueError, KeyError, AttributeError):
         return False
+
+
+def remove_stale(out: Path, planned: set[str]) -> None:
+    """Delete shards and receipts of an earlier plan that the current one lacks (only names this tool writes)."""
+    for tar in out.glob("*.tar"):
+        if _SHARD_NAME.match(tar.stem) and tar.stem not in planned:
+            tar.unlink()
+    for receipt in out.glob(".receipts/*.json"):
+        if receipt.stem not in planned:
+            receipt.unlink()
 
 
 def write_shard(
     plan: ShardPlan, root: Path, out: Path, *, mode: str, size: int, seed: int, strict: bool, val_masks: str = "mixture"
 ) -> dict:
-    """Build one shard atomically; returns its receipt (count, bytes, sha256, rejects)."""
+    """Build one shard atomically; returns its receipt (count, bytes, sha256, rejects, recipe)."""
+    recipe = shard_recipe(plan, root, mode=mode, size=size, seed=seed, val_masks=val_masks)
+    _receipt_path(out, plan.name).unlink(missing_ok=True)  # no receipt vouches for this name until it is rebuilt
     tmp = out / f"{plan.name}.tar.tmp"
     rejects = []
     count = 0
     with open(tmp, "wb") as fh:
         writer = wds.TarWriter(fh, mtime=0.0)
-        for src in plan.sources:
-            try:
-                sample = build_sample(src, root, mode=mode, size=size, seed=seed, split=plan.split, val_masks=val_masks)
-            except ValueError as err:
-                if strict:
-                    raise BuildError(f"{src.gt or src.input}: {err}") from err
-                rejects.append([src.input or src.gt, str(err)])
-                continue
-            writer.write(sample)
-            count += 1
-        writer.close()
+        try:
+            for src in plan.sources:
+                try:
+                    sample = build_sample(
+                        src, root, mode=mode, size=size, seed=seed, split=plan.split, val_masks=val_masks
+                    )
+                except SampleError as err:
+                    if strict:
+                        raise BuildError(f"{err.path}: {err}") from err
+                    rejects.append([err.path, str(err)])
+                    continue
+                writer.write(sample)
+                count += 1
+        finally:  # also on --strict's stop: an unclosed tar stream would write into the closed file when collected
+            writer.close()
     final = out / f"{plan.name}.tar"
     tmp.replace(final)
     receipt = {"name": final.name, "split": plan.split, "count": count, "bytes": final.stat().st_size}
-    receipt |= {"sha256": _sha256(final), "rejects": rejects}
+    receipt |= {"sha256": _sha256(final), "rejects": rejects, "recipe": recipe}
     path = _receipt_path(out, plan.name)
     path.parent.mkdir(exist_ok=True)
     path.with_suffix(".tmp").write_text(json.dumps(receipt))
@@ -323,16 +415,24 @@ def build(
         raise BuildError(f"--samples-per-shard must be >= 1, got {samples_per_shard}")
     if val_masks not in VAL_MASKS:
         raise BuildError(f"--val-masks must be one of {sorted(VAL_MASKS)}, got {val_masks!r}")
+    try:
+        max_pixels()
+    except ValueError as err:
+        raise BuildError(str(err)) from None
     sources, listing_rejects = list_contest(root, csv_name) if mode == "contest" else list_photos(root)
     if strict and listing_rejects:
         path, reason = listing_rejects[0]
         raise BuildError(f"{path}: {reason}")
     out.mkdir(parents=True, exist_ok=True)
+    for finished_only in ("manifest.json", "rejected.csv"):  # written again when this build ends
+        (out / finished_only).unlink(missing_ok=True)
     for stale in out.glob("*.tar.tmp"):
         stale.unlink()
     plans = plan_shards(sources, val_fraction=val_fraction, samples_per_shard=samples_per_shard)
-    todo = [p for p in plans if not shard_is_complete(out, p.name)]
-    options = {"mode": mode, "size": size, "seed": seed, "strict": strict, "val_masks": val_masks}
+    remove_stale(out, {p.name for p in plans})
+    shaping = {"mode": mode, "size": size, "seed": seed, "val_masks": val_masks}
+    todo = [p for p in plans if not shard_is_complete(out, p.name, shard_recipe(p, root, **shaping))]
+    options = {**shaping, "strict": strict}
     jobs = [(p, root, out, options) for p in todo]
     bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards")
     if workers > 1 and len(jobs) > 1:
@@ -347,6 +447,9 @@ def build(
 
     receipts = [json.loads(_receipt_path(out, p.name).read_text()) for p in plans]
     rejects = [tuple(r) for r in listing_rejects] + [tuple(r) for rec in receipts for r in rec["rejects"]]
+    if strict and rejects:  # kept shards of an earlier, non-strict build may hold rejects
+        path, reason = rejects[0]
+        raise BuildError(f"{path}: {reason}")
     with open(out / "rejected.csv.tmp", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "reason"])

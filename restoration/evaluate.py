@@ -5,18 +5,24 @@ from the masked inputs: lost = input != L(gt), as the contest data was made (`kn
 by name without extension, so a submission zip, a prediction folder and the contest folders line up. Prints a
 table (per image for small sets, always the mean), writes the per-image scores as JSON and CSV, and can log the
 means into an MLflow run, so a prediction run sits next to the training run that produced its model.
+
+Every image is decoded by the rule that prediction and shard building use (`restoration.image_decoding`). A file
+that cannot be used (damaged, a zip member with a bad CRC, over the pixel limit) is reported by its path and not
+scored (exit 1). A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused (exit 2): scoring
+one of them would be a guess.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import sys
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +35,15 @@ from restoration.metrics import contest_score, psnr
 from restoration.tracking import Tracker, default_tracking_uri
 
 KEYS = ("S", "M", "C", "score", "psnr")
+T = TypeVar("T")
+
+
+def _read(what: str, path: Path, read: Callable[[Path], T]) -> T:
+    """`read(path)`, its ValueError naming the file: 'input x/TEST_001.png: not a readable image (...)'."""
+    try:
+        return read(path)
+    except ValueError as err:
+        raise ValueError(f"{what} {path}: {err}") from None
 
 
 def _images_in(folder: Path) -> dict[str, Path]:
@@ -43,26 +58,44 @@ def _images_in(folder: Path) -> dict[str, Path]:
     return found
 
 
-def prediction_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
-    """name -> a function reading that prediction as RGB, for a folder or a (submission) zip."""
-    if pred.is_file() and zipfile.is_zipfile(pred):
+def _zip_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
+    try:
         zf = zipfile.ZipFile(pred)
-        names = [n for n in zf.namelist() if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputError(f"{pred}: not a readable zip file ({err})") from None
+    by_name: dict[str, list[str]] = {}
+    for info in zf.infolist():
+        if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
+            by_name.setdefault(Path(info.filename).stem, []).append(info.filename)
+    clashes = sorted(members for members in by_name.values() if len(members) > 1)
+    if clashes:
+        listing = "; ".join(" and ".join(members) for members in clashes[:10])
+        raise InputError(f"{pred}: predictions are matched by file name and these names occur twice: {listing}")
 
-        def reader(member: str) -> Callable[[], np.ndarray]:
-            def read() -> np.ndarray:
-                try:
-                    with Image.open(io.BytesIO(zf.read(member))) as img:
-                        return np.asarray(img.convert("RGB")).copy()
-                except (OSError, SyntaxError) as err:
-                    raise ValueError(f"not a readable image in the zip ({err})") from None
+    def reader(member: str) -> Callable[[], np.ndarray]:
+        def read() -> np.ndarray:
+            try:
+                data = zf.read(member)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as err:
+                raise ValueError(f"zip member {member!r} of {pred}: damaged ({err})") from None
+            try:
+                return read_rgb(data)
+            except ValueError as err:
+                raise ValueError(f"zip member {member!r} of {pred}: {err}") from None
 
-            return read
+        return read
 
-        return {Path(n).stem: reader(n) for n in names}
+    return {name: reader(members[0]) for name, members in by_name.items()}
+
+
+def prediction_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
+    """name -> a function reading that prediction as RGB, for a folder or a (submission) zip; its ValueError names
+    the file."""
+    if pred.is_file() and zipfile.is_zipfile(pred):
+        return _zip_readers(pred)
     if pred.is_file():
         raise InputError(f"{pred}: expected a folder of predictions or a zip file")
-    return {stem: (lambda p=path: read_rgb(p)) for stem, path in _images_in(pred).items()}
+    return {stem: (lambda p=path: _read("prediction", p, read_rgb)) for stem, path in _images_in(pred).items()}
 
 
 def known_from_mask_file(path: Path, white: str) -> np.ndarray:
@@ -89,7 +122,7 @@ def evaluate_files(
     missing = sorted(set(gts) - set(preds))
     for name in tqdm(sorted(set(gts) & set(preds)), desc="scoring", unit="img"):
         try:
-            gt_rgb = read_rgb(gts[name])
+            gt_rgb = _read("ground truth", gts[name], read_rgb)
             pred_rgb = preds[name]()
             if pred_rgb.shape != gt_rgb.shape:
                 raise ValueError(f"size {pred_rgb.shape[1]}x{pred_rgb.shape[0]} differs from the ground truth's "
@@ -97,12 +130,12 @@ def evaluate_files(
             if masks is not None:
                 if name not in mask_files:
                     raise ValueError(f"no mask named {name} in {masks}")
-                known = known_from_mask_file(mask_files[name], mask_white)
+                known = _read("mask", mask_files[name], lambda p: known_from_mask_file(p, mask_white))
             else:
                 if name not in input_files:
                     raise ValueError("no input image of this name")
                 gray_gt = np.asarray(Image.fromarray(gt_rgb).convert("L"))
-                known, _ = known_from_pair(read_gray(input_files[name]).gray, gray_gt)
+                known, _ = known_from_pair(_read("input", input_files[name], lambda p: read_gray(p).gray), gray_gt)
             if known.shape != gt_rgb.shape[:2]:
                 raise ValueError("the mask/input size differs from the ground truth's")
         except ValueError as err:

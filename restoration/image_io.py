@@ -1,9 +1,10 @@
-"""Reading the user's images and listing them: one place that knows file layouts, modes and what can go wrong.
+"""Reading the user's images and listing them: one place that knows file layouts and what can go wrong.
 
 Inputs come as a contest `test.csv`/`train.csv` (`input_image_path` column, paths relative to the csv), a folder
 (every image below it) or single files. Each gets an output *name*: the file name for csv rows and single files
-(a contest submission is flat), the path relative to the folder for folders. Reading never raises for a bad file:
-the caller gets the reason and moves on.
+(a contest submission is flat), the path relative to the folder for folders. Pixels are decoded by the one rule in
+`image_decoding` (16-bit, CMYK, palette, alpha, EXIF, pixel limit). Reading raises ValueError with the reason for
+a bad file: the caller names the file in its report and moves on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from restoration.image_decoding import as_gray, as_rgb, decode_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -35,7 +38,7 @@ def _png_name(rel: str) -> str:
 def list_csv(csv_path: Path) -> list[ImageItem]:
     """Rows of a contest csv; paths are relative to the csv's folder (the contest layout)."""
     try:
-        with open(csv_path, newline="") as fh:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # a BOM is not part of a column name
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"{csv_path}: cannot read the csv ({err})") from err
@@ -78,44 +81,20 @@ def list_inputs(specs: list[str | Path]) -> list[ImageItem]:
 @dataclass
 class GrayImage:
     gray: np.ndarray  # (H, W) uint8
-    converted_from: str | None  # the original PIL mode when it was not gray
+    converted_from: str | None  # the file's PIL mode when it was color converted to gray (PIL 'L')
 
 
-def read_gray(path: Path) -> GrayImage:
-    """The image as 8-bit gray, converted like the contest did (PIL 'L') when it is color; raises ValueError with
-    the reason when the file cannot be used."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode == "L":
-                return GrayImage(np.asarray(img).copy(), None)
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img).astype(np.float64)
-                scale = 255.0 / 65535.0 if arr.max() > 255 else 1.0
-                return GrayImage(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), mode)
-            rgb = np.asarray(img.convert("RGB"))
-            gray = np.asarray(img.convert("RGB").convert("L")).copy()
-    except FileNotFoundError:
-        raise ValueError("file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
-    if gray.size == 0:
-        raise ValueError("empty image")
-    same = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
-    return GrayImage(gray, None if same else mode)  # gray stored as RGB is not a conversion
+def read_gray(source: Path | bytes) -> GrayImage:
+    """The image as 8-bit gray, decoded by the shared rule (`image_decoding`) and converted like the contest did
+    (PIL 'L') when it is color; raises ValueError with the reason when the file cannot be used."""
+    decoded = decode_image(source)
+    gray, converted = as_gray(decoded)
+    return GrayImage(gray, decoded.mode if converted else None)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB (the metric's input); raises ValueError with the reason."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return np.asarray(img.convert("RGB")).copy()
-    except FileNotFoundError:
-        raise ValueError("file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
+def read_rgb(source: Path | bytes) -> np.ndarray:
+    """(H, W, 3) uint8 RGB (the metric's input), decoded by the shared rule; raises ValueError with the reason."""
+    return as_rgb(decode_image(source))
 
 
 def write_png_atomic(array: np.ndarray, path: Path) -> None:

@@ -28,6 +28,7 @@ import mlflow.pyfunc
 import numpy as np
 from PIL import Image
 
+from restoration.image_io import read_gray
 from restoration.models.mat import INFERENCE_TRUNCATION
 from restoration.pipeline import load_pipeline
 from restoration.tracking import fluent_mlflow
@@ -49,8 +50,7 @@ def _decode(value: Any) -> np.ndarray:
             raise ValueError(f"'image' is text but not base64 ({err})") from None
     if not isinstance(value, (bytes, bytearray)):
         raise ValueError(f"'image' must be bytes or base64 text, got {type(value).__name__}")
-    with Image.open(io.BytesIO(value)) as img:
-        return np.asarray(img.convert("L")).copy()
+    return read_gray(bytes(value)).gray
 
 
 def _encode_png(rgb: np.ndarray) -> str:
@@ -72,8 +72,6 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
         import pandas as pd
-
-        from restoration.image_io import read_gray
 
         params = params or {}
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

@@ -89,13 +89,14 @@ def predict(
     seed: int = 0,
     skip_existing: bool = False,
 ) -> dict[str, list]:
-    """Restore every item into `out_dir`; returns the names written, the skipped (path, reason) pairs, and the
-    names converted from color or without a detected lost region."""
-    report: dict[str, list] = {"written": [], "skipped": [], "converted": [], "no_hole": []}
+    """Restore every item into `out_dir`; returns the names restored now (`written`), the names kept from an
+    earlier run (`existing`, with `skip_existing`), the skipped (path, reason) pairs, and the inputs converted from
+    color or without a detected lost region."""
+    report: dict[str, list] = {"written": [], "existing": [], "skipped": [], "converted": [], "no_hole": []}
     todo = []
     for item in items:
         if skip_existing and (out_dir / item.name).is_file():
-            report["written"].append(item.name)
+            report["existing"].append(item.name)
         else:
             todo.append(item)
     progress = tqdm(total=len(todo), desc="restoring", unit="img")
@@ -194,14 +195,19 @@ def main(argv: list[str] | None = None) -> int:
             f" and the model has no learned detector): colorized as they are, e.g. {', '.join(report['no_hole'][:3])}"
         )
     print(f"restored {len(report['written'])} image(s) into {ns.out}")
+    if report["existing"]:
+        print(f"kept {len(report['existing'])} already in {ns.out} from an earlier run (--skip-existing)")
+    (ns.out / "skipped.csv").unlink(missing_ok=True)  # it lists this run's skips, not an earlier run's
     if report["skipped"]:
         listing = write_skipped(ns.out, report["skipped"])
         print(f"skipped {len(report['skipped'])} unreadable input(s), listed in {listing}:")
         for path, reason in report["skipped"][:10]:
             print(f"  {path}: {reason}")
     if ns.zip is not None:
-        write_zip(ns.out, report["written"], ns.zip)
-        print(f"submission zip: {ns.zip} ({len(report['written'])} files)")
+        done = set(report["written"]) | set(report["existing"])
+        names = [item.name for item in items if item.name in done]
+        write_zip(ns.out, names, ns.zip)
+        print(f"submission zip: {ns.zip} ({len(names)} files)")
     return 1 if (ns.strict and report["skipped"]) else 0
 
 

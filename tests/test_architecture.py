@@ -18,7 +18,10 @@ LAYERS: list[tuple[str, ...]] = [
         "restoration.config", "restoration.data", "restoration.models", "restoration.losses", "restoration.metrics",
         "restoration.preemption", "restoration.optim", "restoration.ema", "restoration.inference",
     ),
-    ("restoration.checkpoint", "restoration.replicas", "restoration.image_io", "restoration.convert_mat"),
+    (
+        "restoration.checkpoint", "restoration.replicas", "restoration.image_io", "restoration.image_decoding",
+        "restoration.convert_mat",
+    ),
     ("restoration.weights", "data_prep"),  # exported weights; shard building and the built-in data
     ("restoration.recipe", "restoration.tracking", "restoration.pipeline", "restoration.validation"),
     ("restoration.tasks",),
