@@ -6,11 +6,16 @@ per-rank RNG states; all loaded back with `weights_only=True` by accelerate), ou
 rank has finished writing, so a directory without the `.tmp` suffix is always whole; `latest_checkpoint` never
 returns a partial one. EMA weights are saved by us, not via `register_for_checkpointing`, because accelerate
 unpickles custom states with `weights_only=False`.
+
+Failures say what to do: a write that fails (a full disk, most often) removes its `.tmp` directory and raises
+`CheckpointWriteError` naming the path, the free space and about how much a checkpoint needs; a newest checkpoint
+that cannot be read is skipped for the previous complete one (`load_latest_readable`), with a warning.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -20,6 +25,8 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer.json"
 _NAME = re.compile(r"^step-(\d{8})$")
@@ -72,14 +79,19 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    if accelerator.is_main_process:
-        for name, module in ema.items():
-            save_file(_ema_state(module), str(tmp / f"ema_{name}.safetensors"))
-        for name, module in (plain or {}).items():
-            if name not in ema:
-                save_file(_ema_state(module), str(tmp / f"{name}.safetensors"))
-        (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=2))
+    try:
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            for name, module in ema.items():
+                save_file(_ema_state(module), str(tmp / f"ema_{name}.safetensors"))
+            for name, module in (plain or {}).items():
+                if name not in ema:
+                    save_file(_ema_state(module), str(tmp / f"{name}.safetensors"))
+            (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=2))
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError("... iostream error")
+        written = _tree_bytes(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointWriteError(_write_failure(tmp, err, run_dir, written, accelerator, ema)) from err
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():
@@ -91,6 +103,58 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written; the message names the path, the free space and what is needed."""
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) if Path(path).is_dir() else 0
+
+
+def _state_bytes(accelerator: Accelerator, ema: dict[str, nn.Module]) -> int:
+    """About what one checkpoint holds: the weights of every network and EMA copy, and the optimizer states."""
+    tensors = [p for m in accelerator._models for p in m.parameters()]
+    tensors += [p for m in ema.values() for p in m.parameters()]
+    for opt in accelerator._optimizers:
+        tensors += [v for state in opt.state_dict()["state"].values() for v in state.values() if torch.is_tensor(v)]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _write_failure(
+    tmp: Path, err: Exception, run_dir: Path, written: int, accelerator: Accelerator, ema: dict[str, nn.Module]
+) -> str:
+    done = complete_checkpoints(run_dir)
+    needed = _tree_bytes(done[-1]) if done else _state_bytes(accelerator, ema)
+    free = shutil.disk_usage(tmp.parent).free if tmp.parent.exists() else 0
+    mib = lambda n: f"{n / 2**20:,.0f} MiB"  # noqa: E731
+    return (
+        f"could not write the checkpoint {tmp} ({type(err).__name__}: {err}). {mib(free)} free on that disk; "
+        f"a checkpoint of this run needs about {mib(needed)} ({mib(written)} were written before the failure and "
+        f"have been removed). Free space or point run.output_dir at a larger disk; the run resumes from "
+        f"{done[-1] if done else 'its start'}."
+    )
+
+
+def load_latest_readable(
+    accelerator: Accelerator, run_dir: Path, *, ema: dict[str, nn.Module]
+) -> tuple[Path | None, dict[str, Any]]:
+    """Load the newest complete checkpoint that every rank can read; an unreadable one is skipped with a warning
+    for the one before it. Returns (path, trainer state), or (None, {}) when none is left (a collective)."""
+    for path in reversed(complete_checkpoints(run_dir)):
+        try:
+            state = load_checkpoint(accelerator, path, ema=ema)
+            failed = 0.0
+        except Exception as err:  # noqa: BLE001 - any damage means: try the previous checkpoint
+            log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(err).__name__, err)
+            failed, state = 1.0, {}
+        flag = torch.tensor([failed], device=accelerator.device)
+        if accelerator.num_processes > 1:
+            flag = accelerator.reduce(flag, reduction="sum")
+        if float(flag.item()) == 0:
+            return path, state
+    return None, {}
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path, *, ema: dict[str, nn.Module]) -> dict[str, Any]:

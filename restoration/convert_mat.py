@@ -22,6 +22,7 @@ import io
 import json
 import pickle
 import sys
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,24 @@ def read_official_pickle(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]]
 
 
 def read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """A G-only `.pth`/`.pt` state dict (official key names), loaded with weights_only=True."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """A G-only `.pth`/`.pt` state dict (official key names), loaded with weights_only=True.
+
+    A file that holds anything but tensors and plain containers is refused with our own message: PyTorch's would
+    suggest retrying with `weights_only=False`, which would run whatever code the file carries."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()
+        detail = next(
+            (line for line in first if "Unsupported global" in line or "GLOBAL" in line), first[0] if first else ""
+        )
+        raise UnsafePickleError(
+            f"{path}: refused: it holds objects other than tensors ({detail.strip()}), and loading them would run "
+            "code from the file. Only plain state dicts of tensors (.pth/.pt) and the official MAT network pickles "
+            "(.pkl, read without running their code) are accepted."
+        ) from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable PyTorch state dict ({type(err).__name__}: {err})") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -159,7 +176,9 @@ def infer_resolution(state: dict[str, torch.Tensor]) -> int:
 def convert(src: Path, out: Path) -> dict[str, Any]:
     """Write `out` (safetensors, keys prefixed by network) and `out.json` (constructor args); returns the JSON."""
     src, out = Path(src), Path(out)
-    if src.suffix == ".pkl":
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such file")
+    if not zipfile.is_zipfile(src):  # by content, not by name: a renamed .pth is still a PyTorch zip file
         states, kwargs = read_official_pickle(src)
     else:
         states, kwargs = {"G_ema": read_state_dict_file(src)}, {}
@@ -178,17 +197,30 @@ def convert(src: Path, out: Path) -> dict[str, Any]:
     return meta
 
 
+def _open_converted(path: Path):
+    """The converted weights file, or an error that says how to make one from an official checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: converted MAT weights not found (run restoration-convert-mat first)")
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own SafetensorError for any bad header
+        raise ValueError(
+            f"{path}: not a converted MAT weights file (safetensors: {err}). Official checkpoints (.pkl/.pth) are "
+            f"converted once, without running their code: restoration-convert-mat {path} MAT.safetensors, then "
+            "mat.weights=MAT.safetensors"
+        ) from None
+
+
 def has_network(path: Path, network: str) -> bool:
-    with safe_open(str(path), framework="pt") as fh:
+    with _open_converted(path) as fh:
         return any(k.startswith(network + ".") for k in fh.keys())  # noqa: SIM118 - safe_open has no __iter__
 
 
 def load_converted(path: Path, network: str = "G_ema") -> dict[str, torch.Tensor]:
     """One network's state dict from a converted file (falls back from G_ema to G and back)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: converted MAT weights not found (run restoration-convert-mat first)")
-    with safe_open(str(path), framework="pt") as fh:
+    with _open_converted(path) as fh:
         keys = list(fh.keys())
         for name in (network, {"G_ema": "G", "G": "G_ema"}.get(network, network)):
             prefix = name + "."
@@ -269,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         meta = convert(ns.src, ns.out)
     except UnsafePickleError as err:
-        print(f"refused: {ns.src}: {err}", file=sys.stderr)
+        print(f"refused: {err}" if str(ns.src) in str(err) else f"refused: {ns.src}: {err}", file=sys.stderr)
         return 3
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -12,6 +12,8 @@ import logging
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -70,17 +72,48 @@ def git_sha(cwd: Path | None = None) -> str:
         return "unknown"
 
 
+PROBE_TIMEOUT_S = 5.0  # how long a start waits for a tracking server before training goes on without it
+RETRY_S = 60.0  # how often an unreachable store is tried again (at the next log call)
+MAX_BUFFERED_METRICS = 200_000  # kept while the store is unreachable, sent when it answers again
+
+
+def unreachable(tracking_uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why a tracking server cannot be reached (None when it answers or the store is not a server).
+
+    One HTTP request with a short timeout, instead of MLflow's own client, which retries a dead server with
+    back-off for minutes before it gives up."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    try:
+        urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return None  # it answered (some servers have no /health)
+    except (OSError, ValueError) as err:
+        return f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+    return None
+
+
 class Tracker:
     """Logs params, metrics, images and artifacts to one MLflow run; a no-op on non-main ranks or when disabled.
 
-    Every call is guarded: the first failure is reported with a warning, later ones are logged at debug level, and
-    training continues.
+    Never fatal and never a long wait. A store that cannot be reached costs one short probe at start (`unreachable`)
+    and a warning; training goes on. Params and metrics are then kept in memory and sent when the store answers
+    again (tried every `retry_s` seconds, at the next log call, and at `end`); images and artifacts logged while it
+    is unreachable are skipped (counted in the final warning). The run id given to `start` (from a checkpoint) is
+    kept even while the store is unreachable, so a resumed run always attaches to the same MLflow run.
     """
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, retry_s: float = RETRY_S) -> None:
         self.enabled = enabled
         self.run_id: str | None = None
+        self.retry_s = retry_s
         self._client: Any = None
+        self._target: dict[str, Any] = {}
+        self._offline: str | None = None  # why the store is unreachable; None when connected
+        self._next_try = 0.0
+        self._params: dict[str, Any] = {}
+        self._metrics: list[Any] = []
+        self._skipped = 0
         self._warned = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -93,99 +126,166 @@ class Tracker:
         run_id: str | None = None,
         artifact_root: Path | None = None,
     ) -> str | None:
-        """Open (or re-open, when `run_id` is given) the run; returns its id, or None when tracking is off.
+        """Open (or re-open, when `run_id` is given) the run; returns its id (None when tracking is off, or when the
+        store is unreachable and no run existed yet: the run is then created as soon as the store answers).
 
         Uses an explicit `MlflowClient` rather than the fluent API, whose process-global state (active run,
         cached experiment) would leak between runs started in one process.
         """
         if not self.enabled:
             return None
-
-        def _start() -> str:
-            from mlflow.tracking import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=tracking_uri)
-            found = self._client.get_experiment_by_name(experiment)
-            if found is None:
-                location = (artifact_root / experiment).resolve().as_uri() if artifact_root is not None else None
-                experiment_id = self._client.create_experiment(experiment, artifact_location=location)
-            else:
-                experiment_id = found.experiment_id
-            if run_id:
-                self._client.update_run(run_id, status="RUNNING")
-                return run_id
-            return self._client.create_run(experiment_id, run_name=run_name).info.run_id
-
-        self.run_id = self._guard("start the MLflow run", _start)
-        if self.run_id is None:
-            self.enabled = False
+        if tracking_uri.startswith(("http://", "https://")):  # a dead server must not stall each later call either
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        self._target = {"uri": tracking_uri, "experiment": experiment, "run_name": run_name, "root": artifact_root}
+        self.run_id = run_id
+        self._connect()
         return self.run_id
 
     def end(self, status: str = "FINISHED") -> None:
-        if self._active():
-            self._guard("end the MLflow run", lambda: self._client.set_terminated(self.run_id, status=status))
+        if not self.enabled or not self._target:
+            return
+        if self._online(force=True):
+            self._call("end the MLflow run", lambda: self._client.set_terminated(self.run_id, status=status))
+        if self._offline:
+            warnings.warn(
+                f"MLflow: {self._target['uri']} still unreachable at the end of the run ({self._offline}): "
+                f"{len(self._metrics)} metric values, {len(self._params)} params and {self._skipped} images/"
+                f"artifacts were not sent (run id {self.run_id or 'not created'})",
+                stacklevel=2,
+            )
 
     # -- logging ---------------------------------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Params are immutable in MLflow: on resume, only keys not yet logged are sent."""
-        if not self._active():
+        if not self.enabled:
             return
-
-        def _log() -> None:
-            from mlflow.entities import Param
-
-            existing = self._client.get_run(self.run_id).data.params
-            fresh = [Param(k, _param_value(v)) for k, v in params.items() if k not in existing]
-            for i in range(0, len(fresh), 100):  # MLflow caps a batch at 100 params
-                self._client.log_batch(self.run_id, params=fresh[i : i + 100])
-
-        self._guard("log params", _log)
+        self._params.update(params)
+        if self._online():
+            self._flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        if not (self._active() and metrics):
+        if not (self.enabled and metrics):
             return
+        from mlflow.entities import Metric
 
-        def _log() -> None:
-            from mlflow.entities import Metric
-
-            now = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-            self._client.log_batch(self.run_id, metrics=batch)
-
-        self._guard("log metrics", _log)
+        now = int(time.time() * 1000)
+        self._metrics.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        del self._metrics[:-MAX_BUFFERED_METRICS]
+        if self._online():
+            self._flush()
 
     def log_image(self, image_hwc_u8: np.ndarray, key: str, step: int) -> None:
-        if self._active():
-            self._guard("log an image", lambda: self._client.log_image(self.run_id, image_hwc_u8, key=key, step=step))
+        self._send("log an image", lambda: self._client.log_image(self.run_id, image_hwc_u8, key=key, step=step))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self._active():
-            self._guard("log an artifact", lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
+        self._send("log an artifact", lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
 
     def log_dir(self, path: Path, artifact_path: str | None = None) -> None:
-        if self._active():
-            self._guard("log artifacts", lambda: self._client.log_artifacts(self.run_id, str(path), artifact_path))
+        self._send("log artifacts", lambda: self._client.log_artifacts(self.run_id, str(path), artifact_path))
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        if self._active():
-            self._guard("log a text artifact", lambda: self._client.log_text(self.run_id, text, artifact_file))
+        self._send("log a text artifact", lambda: self._client.log_text(self.run_id, text, artifact_file))
 
     # -- internals -------------------------------------------------------------------------------------------
-    def _active(self) -> bool:
-        return self.enabled and self.run_id is not None
+    def _connect(self) -> bool:
+        """Reach the store and open the run; on failure remember why and try again after `retry_s`."""
+        reason = unreachable(self._target["uri"])
+        if reason is None:
+            try:
+                self.run_id = self._open_run()
+            except Exception as err:  # noqa: BLE001 - any store failure means: go on without it for now
+                reason = f"{type(err).__name__}: {err}"
+        if reason is not None:
+            self._go_offline(reason)
+            return False
+        if self._offline:
+            log.warning("MLflow: %s answers again; sending what was kept", self._target["uri"])
+        self._offline = None
+        return True
 
-    def _guard(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _open_run(self) -> str:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        target = self._target
+        self._client = MlflowClient(tracking_uri=target["uri"])
+        if self.run_id:
+            try:
+                self._client.update_run(self.run_id, status="RUNNING")
+                return self.run_id
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                log.warning("MLflow: run %s is not in %s; starting a new run", self.run_id, target["uri"])
+        found = self._client.get_experiment_by_name(target["experiment"])
+        if found is None:
+            root = target["root"]
+            location = (root / target["experiment"]).resolve().as_uri() if root is not None else None
+            experiment_id = self._client.create_experiment(target["experiment"], artifact_location=location)
+        else:
+            experiment_id = found.experiment_id
+        return self._client.create_run(experiment_id, run_name=target["run_name"]).info.run_id
+
+    def _go_offline(self, reason: str) -> None:
+        self._offline = reason
+        self._next_try = time.monotonic() + self.retry_s
+        if not self._warned:
+            warnings.warn(
+                f"MLflow: cannot reach {self._target['uri']} ({reason}); training continues, the store is tried "
+                f"again every {self.retry_s:.0f} s and params/metrics are sent when it answers",
+                stacklevel=4,
+            )
+            self._warned = True
+        else:
+            log.debug("MLflow: %s unreachable: %s", self._target["uri"], reason)
+
+    def _online(self, force: bool = False) -> bool:
+        if not (self.enabled and self._target):
+            return False
+        if self._offline is None and self.run_id is not None:
+            return True
+        if force or time.monotonic() >= self._next_try:
+            return self._connect()
+        return False
+
+    def _flush(self) -> None:
+        if self._params:
+            params, self._params = self._params, {}
+            if not self._call("log params", lambda: self._log_params(params)):
+                self._params = {**params, **self._params}
+        while self._metrics and self._offline is None:
+            batch = self._metrics[:1000]
+            if not self._call("log metrics", lambda batch=batch: self._client.log_batch(self.run_id, metrics=batch)):
+                break
+            del self._metrics[: len(batch)]
+
+    def _log_params(self, params: Mapping[str, Any]) -> bool:
+        from mlflow.entities import Param
+
+        existing = self._client.get_run(self.run_id).data.params
+        fresh = [Param(k, _param_value(v)) for k, v in params.items() if k not in existing]
+        for i in range(0, len(fresh), 100):  # MLflow caps a batch at 100 params
+            self._client.log_batch(self.run_id, params=fresh[i : i + 100])
+        return True
+
+    def _send(self, what: str, fn: Callable[[], Any]) -> None:
+        if not self.enabled:
+            return
+        if self._online():
+            self._call(what, fn)
+        else:
+            self._skipped += 1
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> bool:
+        """Run one store call; a failure takes the tracker offline (warned once) instead of stopping training."""
         try:
-            return fn()
+            fn()
+            return True
         except Exception as err:  # noqa: BLE001 - tracking must never stop training
-            if not self._warned:
-                warnings.warn(
-                    f"MLflow: could not {what} ({type(err).__name__}: {err}); training continues", stacklevel=3
-                )
-                self._warned = True
-            else:
-                log.debug("MLflow: could not %s: %s", what, err)
-            return None
+            log.debug("MLflow: could not %s: %s", what, err)
+            self._go_offline(f"could not {what}: {type(err).__name__}: {err}")
+            return False
 
 
 def _param_value(value: Any) -> str:

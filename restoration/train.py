@@ -23,12 +23,14 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from data_prep.builtin import prepare_builtin_shards
-from restoration.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from restoration.checkpoint import CheckpointWriteError, complete_checkpoints, load_latest_readable, save_checkpoint
 from restoration.config import ConfigError, dump_yaml, flatten, load_config, save_yaml
+from restoration.data.batch_guard import DataStall, GuardedBatches, StopRequested
 from restoration.data.shards import make_train_loader, make_val_loader, prepare_batch
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.recipe import RunConfig, TrainConfig
 from restoration.replicas import replica_report
+from restoration.run_lock import RunDirInUse, RunLock, acquire_run_lock
 from restoration.tasks import Task, build_task
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
 from restoration.validation import evaluate
@@ -165,12 +167,36 @@ def run_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfig,
     accelerator.print(f"step {step}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
 
 
-def train_metrics(running: dict[str, list[float]], accelerator: Accelerator) -> dict[str, float]:
-    """Means over the last logging window, averaged over ranks (collective)."""
+def train_step(task: Task, batches: GuardedBatches, accelerator: Accelerator, cfg: TrainConfig, step: int) -> dict:
+    """One optimizer step: `run.grad_accum` micro-batches, each fetched, prepared on the device and trained on."""
+    for _ in range(cfg.run.grad_accum):
+        batch = prepare_batch(next(batches), device=accelerator.device, cfg=cfg.data, train=True)
+        with accelerator.accumulate(*task.parts.networks.values()):
+            losses = task.train_step(batch, step)
+    return losses
+
+
+def describe_shards(loader) -> str:
+    urls = loader.urls
+    names = ", ".join(Path(u).name for u in urls[:4]) + (f" and {len(urls) - 4} more" if len(urls) > 4 else "")
+    last = loader.shard_errors.last
+    return f"{len(urls)} train shard(s) in {Path(urls[0]).parent} ({names})" + (f"; last error: {last}" if last else "")
+
+
+def train_metrics(
+    running: dict[str, list[float]], accelerator: Accelerator, state: dict, train_loader
+) -> dict[str, float]:
+    """Means over the last logging window averaged over ranks, and the counters summed over ranks (collective)."""
     means = {k: sum(v) / len(v) for k, v in running.items()}
     running.clear()
     reduced = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
-    return {f"train/{k}": float(v) for k, v in zip(means, reduced.tolist())}
+    corrupt = torch.tensor([float(train_loader.corrupt_count)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        corrupt = accelerator.reduce(corrupt, "sum")
+    return {f"train/{k}": float(v) for k, v in zip(means, reduced.tolist())} | {
+        "train/nonfinite_skips": state["nonfinite_skips"],
+        "train/corrupt_samples": float(corrupt.item()),
+    }
 
 
 def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Tracker, run_dir: Path) -> None:
@@ -208,8 +234,41 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def claim_run_dir(run_dir: Path, accelerator: Accelerator) -> RunLock | None:
+    """The main process locks the run directory; if another training holds it, every rank gives up (None)."""
+    lock, refused = None, 0.0
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = acquire_run_lock(run_dir)
+        except RunDirInUse as err:
+            print(f"error: {err}", file=sys.stderr)
+            refused = 1.0
+    flag = torch.tensor([refused], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    return None if flag.item() > 0 else (lock or RunLock(None, run_dir))
+
+
+def resume(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, task: Task) -> dict | None:
+    """The trainer state of the newest readable checkpoint (`run.resume=auto`), a fresh one, or None when every
+    checkpoint is unreadable (the caller stops: starting over would silently discard them)."""
+    state: dict = {"step": 0, "mlflow_run_id": None, "nonfinite_skips": 0}
+    if cfg.run.resume != "auto" or not complete_checkpoints(run_dir):
+        return state
+    checkpoint, loaded = load_latest_readable(accelerator, run_dir, ema=task.parts.ema)
+    if checkpoint is None:
+        accelerator.print(
+            f"error: none of the checkpoints in {run_dir / 'checkpoints'} can be read (see the warnings above). "
+            "Move them away to train from the start, or set run.resume=never."
+        )
+        return None
+    state.update(loaded)
+    accelerator.print(f"resuming from {checkpoint} at step {state['step']}")
+    return state
+
+
 def main(argv: list[str] | None = None) -> int:
-    # -- config, accelerator, run directory, data ------------------------------------------------------------------
     config_path, overrides, ns = parse_args(argv)
     try:
         cfg = load_config(TrainConfig, config_path, overrides)
@@ -224,23 +283,38 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging()
     accelerator = make_accelerator(cfg.run)
-    is_main = accelerator.is_main_process
     run_dir = (cfg.run.output_dir / cfg.run.name).resolve()
+    lock = claim_run_dir(run_dir, accelerator)
+    if lock is None:
+        return 1
+    preemption = PreemptionFlag().install()
+    try:
+        return train(cfg, accelerator, run_dir, preemption)
+    except CheckpointWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        preemption.uninstall()
+        lock.release()
+
+
+def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption: PreemptionFlag) -> int:
+    # -- run directory, data, the stage resumed from its newest readable checkpoint, its MLflow run ---------------
+    is_main = accelerator.is_main_process
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "REQUEUE").unlink(missing_ok=True)
         save_yaml(cfg, run_dir / "config.yaml")
     cfg = with_builtin_data(cfg, accelerator)
-
-    # -- the stage, resumed from the latest complete checkpoint, and its MLflow run ------------------------------
     bf16 = use_bf16(cfg.run)
-    task = prepared_task(cfg, accelerator, bf16)
+    try:
+        task = prepared_task(cfg, accelerator, bf16)
+    except (ValueError, KeyError, FileNotFoundError) as err:  # a weights file or init source that does not fit
+        print(f"error: cannot build the {cfg.stage} stage: {err}", file=sys.stderr)
+        return 2
     parts = task.parts
-    state: dict = {"step": 0, "mlflow_run_id": None, "nonfinite_skips": 0}
-    checkpoint = latest_checkpoint(run_dir) if cfg.run.resume == "auto" else None
-    if checkpoint is not None:
-        state.update(load_checkpoint(accelerator, checkpoint, ema=parts.ema))
-        accelerator.print(f"resuming from {checkpoint} at step {state['step']}")
+    state = resume(cfg, accelerator, run_dir, task)
+    if state is None:
+        return 1
     step = int(state["step"])
     tracker = start_tracking(cfg, accelerator, state, run_dir, bf16)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -249,12 +323,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg.data, batch_size=cfg.run.batch_size, rank=rank, world_size=world, seed=cfg.run.seed + 7919 * step
     )
     val_loader = make_val_loader(cfg.data, batch_size=cfg.run.batch_size, rank=rank, world_size=world)
-    batches = forever(train_loader)
+    batches = GuardedBatches(
+        forever(train_loader),
+        stall_timeout_s=cfg.data.stall_timeout_s,
+        should_stop=lambda: preemption.requested,
+        describe=lambda: describe_shards(train_loader),
+        on_stall=train_loader.stop,
+    )
 
     # -- the loop -----------------------------------------------------------------------------------------------
     if cfg.run.eval_at_start and step == 0:
         run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, 0)
-    preemption = PreemptionFlag().install()
     accelerator.print(
         f"stage={cfg.stage} ranks={world} ({accelerator.distributed_type}) precision={'bf16' if bf16 else 'fp32'} "
         f"effective_batch={effective_batch(cfg, accelerator)} run_dir={run_dir}"
@@ -263,38 +342,41 @@ def main(argv: list[str] | None = None) -> int:
     nonfinite_in_a_row = 0
     running: dict[str, list[float]] = {}
     while step < cfg.run.max_steps:
-        for _ in range(cfg.run.grad_accum):
-            batch = prepare_batch(next(batches), device=accelerator.device, cfg=cfg.data, train=True)
-            with accelerator.accumulate(*parts.networks.values()):
-                losses = task.train_step(batch, step)
-        step += 1
-        progress.update(1)
-
-        skipped = int(losses.pop("skipped", torch.tensor(0.0)).item())
-        nonfinite_in_a_row = nonfinite_in_a_row + 1 if skipped else 0
-        state["nonfinite_skips"] = int(state.get("nonfinite_skips", 0)) + skipped
-        if nonfinite_in_a_row >= cfg.run.max_nonfinite_steps:
-            accelerator.print(
-                f"aborting at step {step}: {nonfinite_in_a_row} steps in a row had non-finite gradients. "
-                "Lower optim.lr, check the data, or resume from the last checkpoint with a fix."
-            )
+        try:
+            losses = train_step(task, batches, accelerator, cfg, step)
+        except StopRequested:  # a stop signal while waiting for data: save where the run is
+            losses = None
+        except DataStall as err:
+            accelerator.print(f"error: {err}")
             tracker.end(status="FAILED")
             return 1
-        for key, value in losses.items():
-            running.setdefault(key, []).append(float(value))
-
-        if step % cfg.run.log_every == 0 or step == cfg.run.max_steps:
-            metrics = train_metrics(running, accelerator)
-            metrics["train/nonfinite_skips"] = state["nonfinite_skips"]
-            metrics["train/corrupt_samples"] = float(getattr(train_loader, "corrupt_count", 0))
-            metrics["train/lr"] = parts.current_lr(step)
-            tracker.log_metrics(metrics, step)
-            progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:4]})
-        if (cfg.run.eval_every and step % cfg.run.eval_every == 0) or step == cfg.run.max_steps:
-            run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, step)
+        if losses is not None:
+            step += 1
+            progress.update(1)
+            skipped = int(losses.pop("skipped", torch.tensor(0.0)).item())
+            nonfinite_in_a_row = nonfinite_in_a_row + 1 if skipped else 0
+            state["nonfinite_skips"] = int(state.get("nonfinite_skips", 0)) + skipped
+            if nonfinite_in_a_row >= cfg.run.max_nonfinite_steps:
+                accelerator.print(
+                    f"aborting at step {step}: {nonfinite_in_a_row} steps in a row had non-finite gradients. "
+                    "Lower optim.lr, check the data, or resume from the last checkpoint with a fix."
+                )
+                tracker.end(status="FAILED")
+                return 1
+            for key, value in losses.items():
+                running.setdefault(key, []).append(float(value))
+            if step % cfg.run.log_every == 0 or step == cfg.run.max_steps:
+                metrics = train_metrics(running, accelerator, state, train_loader) | {
+                    "train/lr": parts.current_lr(step)
+                }
+                tracker.log_metrics(metrics, step)
+                progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:4]})
+            if (cfg.run.eval_every and step % cfg.run.eval_every == 0) or step == cfg.run.max_steps:
+                run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, step)
 
         stop = preemption.agreed(accelerator)
         if stop or step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
+            state["mlflow_run_id"] = tracker.run_id or state.get("mlflow_run_id")  # never overwritten with nothing
             save_checkpoint(
                 accelerator, run_dir, step, ema=parts.ema, trainer_state=state, keep=cfg.run.keep_checkpoints,
                 plain={k: accelerator.unwrap_model(v) for k, v in parts.networks.items()},
@@ -307,7 +389,6 @@ def main(argv: list[str] | None = None) -> int:
             progress.close()
             return REQUEUE_EXIT_CODE
     progress.close()
-    preemption.uninstall()
 
     finish(task, cfg, accelerator, tracker, run_dir)
     tracker.end()

@@ -48,10 +48,12 @@ def evaluate(
     num_panels: int = 4,
     with_mask_iou: bool = False,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Mean S, M, C, score, PSNR (and mask IoU when the task predicts masks) over the whole val split."""
+    """Mean S, M, C, score, PSNR (and mask IoU when the task predicts masks) over the whole val split, and the number
+    of corrupt val samples met on the way (summed over ranks)."""
     device = accelerator.device
-    keys = ("S", "M", "C", "score", "psnr", "mask_iou")
+    keys = ("S", "M", "C", "score", "psnr", "mask_iou", "corrupt_samples")
     sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)  # last entry: sample count
+    corrupt_before = getattr(val_loader, "corrupt_count", 0)
     panels: list[np.ndarray] = []
     for i, raw in enumerate(val_loader):
         if max_batches and i >= max_batches:
@@ -71,10 +73,12 @@ def evaluate(
         sums[-1] += pred_u8.shape[0]
         if accelerator.is_main_process and len(panels) < num_panels:
             panels.extend(make_panels(batch, out, num_panels - len(panels)))
+    sums[keys.index("corrupt_samples")] = getattr(val_loader, "corrupt_count", 0) - corrupt_before
     if accelerator.num_processes > 1:
         sums = accelerator.reduce(sums, reduction="sum")
     count = max(float(sums[-1]), 1.0)
     scores = {k: float(sums[j]) / count for j, k in enumerate(keys)}
+    scores["corrupt_samples"] = float(sums[keys.index("corrupt_samples")])  # a count over ranks, not a mean
     if not with_mask_iou:
         scores.pop("mask_iou")
     scores["samples"] = float(sums[-1])

@@ -48,6 +48,7 @@ class DataConfig:
     shuffle_buffer: int = 256
     batches_per_epoch: int = 0  # 0 = train samples / (batch size x ranks), at least 1
     max_corrupt: int = 100
+    stall_timeout_s: float = 300.0  # no batch for this long stops the run with a message naming the shards
     augment: bool = True
     min_crop_scale: float = 0.6  # resized-crop area range [min_crop_scale, 1]
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -125,6 +126,33 @@ class CorruptLog:
             raise RuntimeError(f"more than data.max_corrupt={self.limit} corrupt samples; last: {err}") from err
 
 
+class DataStopped(RuntimeError):
+    """The loader was told to stop (`ShardErrors.stop`): ends a stream that would otherwise retry forever."""
+
+
+class ShardErrors:
+    """The webdataset handler for unreadable shards and tar members (truncated or garbage tars): each one is
+    counted and logged, and the stream goes on; after `stop()` the next one ends the stream (a train stream over
+    only unreadable shards would otherwise draw them again forever)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.count = 0
+        self.last = ""
+        self.stopped = False
+
+    def __call__(self, exn: Exception) -> bool:
+        self.count += 1
+        self.last = f"{type(exn).__name__}: {exn}"
+        if self.stopped:
+            raise DataStopped(f"{self.what} stopped; last error: {self.last}") from exn
+        log.warning("skipping unreadable %s data (%s)", self.what, self.last)
+        return True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
 def sample_batches(
     raws: Iterable[dict],
     cfg: DataConfig,
@@ -160,28 +188,35 @@ def _worker_id() -> int:
     return info.id if info is not None else 0
 
 
-def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: int):
+def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: int, shard_errors: ShardErrors):
     """A pipeline stage (runs in each worker): the sample stage with one mask generator per (seed, rank, worker);
-    each batch carries the number of corrupt samples skipped since the previous one, for `CountingLoader`."""
+    each batch carries the number of corrupt samples and unreadable shard parts met since the previous one, for
+    `CountingLoader`."""
 
     def stage(samples: Iterator[dict]) -> Iterator[dict]:
         rng = np.random.default_rng([seed, rank, _worker_id()])
         corrupt = CorruptLog("skipping corrupt %s", limit=cfg.max_corrupt)
         reported = 0
         for batch in sample_batches(samples, cfg, batch_size, mask_rng=lambda _: rng, corrupt=corrupt, keep_last=False):
-            yield collate(batch, corrupt.total - reported)
-            reported = corrupt.total
+            yield collate(batch, corrupt.total + shard_errors.count - reported)
+            reported = corrupt.total + shard_errors.count
 
     return stage
 
 
 class CountingLoader:
-    """Wraps a loader of batches; sums the workers' corrupt-sample counts and knows its length."""
+    """Wraps a loader of batches; sums the workers' corrupt-sample counts, knows its length and which shards it
+    reads (for messages), and can be told to stop a stream that only meets unreadable shards."""
 
-    def __init__(self, loader, length: int) -> None:
+    def __init__(self, loader, length: int, urls: list[str], shard_errors: ShardErrors) -> None:
         self.loader = loader
         self.length = length
+        self.urls = urls
+        self.shard_errors = shard_errors
         self.corrupt_count = 0
+
+    def stop(self) -> None:
+        self.shard_errors.stop()
 
     def __len__(self) -> int:
         return self.length
@@ -196,14 +231,15 @@ def make_train_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size
     urls = shard_urls(cfg.root, "train")
     total = sum(s["count"] for s in read_manifest(cfg.root)["shards"] if s["split"] == "train")
     per_epoch = cfg.batches_per_epoch or max(1, total // (batch_size * world_size))
+    shard_errors = ShardErrors("train")
     pipeline = wds.DataPipeline(
         wds.ResampledShards(urls, seed=seed * 1_000_003 + rank, deterministic=True),
-        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        wds.tarfile_to_samples(handler=shard_errors),
         wds.shuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 64), seed=seed * 7919 + rank),
-        train_samples_to_batches(cfg, batch_size, seed, rank),
+        train_samples_to_batches(cfg, batch_size, seed, rank, shard_errors),
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=cfg.num_workers, persistent_workers=False)
-    return CountingLoader(loader.with_epoch(per_epoch), per_epoch)
+    return CountingLoader(loader.with_epoch(per_epoch), per_epoch, urls, shard_errors)
 
 
 def key_seeded_rng(key: str) -> np.random.Generator:
@@ -221,15 +257,15 @@ class ValLoader:
         self.cfg, self.batch_size, self.rank, self.world_size = cfg, batch_size, rank, world_size
         self.urls = shard_urls(cfg.root, "val")
         self.corrupt = CorruptLog("skipping corrupt val %s")
+        self.shard_errors = ShardErrors("val")
 
     @property
     def corrupt_count(self) -> int:
-        return self.corrupt.total
+        """Corrupt samples and unreadable shard parts met so far (over all passes)."""
+        return self.corrupt.total + self.shard_errors.count
 
     def __iter__(self) -> Iterator[dict]:
-        dataset = wds.DataPipeline(
-            wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=wds.warn_and_continue)
-        )
+        dataset = wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self.shard_errors))
         mine = (raw for index, raw in enumerate(dataset) if index % self.world_size == self.rank)
         batches = sample_batches(
             mine, self.cfg, self.batch_size, mask_rng=key_seeded_rng, corrupt=self.corrupt, keep_last=True
