@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 SHARED = Path(os.environ.get("RESTORATION_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -82,3 +84,32 @@ def make_contest_folder(root: Path, count: int = 4, size: int = 64, seed: int = 
         rows.append(f"./test_input/{name}")
     (root / "test.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+# -- small real shards for training tests ----------------------------------------------------------------------
+
+
+def synthetic_photos(folder: Path, count: int, size: int = 96, seed: int = 0) -> Path:
+    """Smooth color images with shapes: enough structure and hue variety for tiny training runs."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
+        base = np.stack([np.sin(6 * xx * rng.uniform(0.5, 2) + rng.uniform(0, 6)) for _ in range(3)], -1)
+        img = ((base * 0.5 + 0.5) * rng.uniform(60, 255, size=3)).astype(np.uint8)
+        x0, y0 = rng.integers(0, size // 2, size=2)
+        img[y0 : y0 + size // 3, x0 : x0 + size // 3] = rng.integers(0, 256, size=3)
+        _ = yy
+        Image.fromarray(img).save(folder / f"photo_{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    from data_prep.build_shards import build_photo_shards
+
+    base = tmp_path_factory.mktemp("tiny-data")
+    photos = synthetic_photos(base / "photos", 24)
+    out = base / "shards"
+    build_photo_shards(photos, out, size=64, val_fraction=0.25, samples_per_shard=6, workers=1, seed=0)
+    return out

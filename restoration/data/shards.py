@@ -64,12 +64,17 @@ def read_manifest(root: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def shard_urls(root: Path, split: str) -> list[str]:
+def shard_counts(root: Path, split: str) -> dict[str, int]:
+    """url -> number of samples the manifest records, for the non-empty shards of `split`."""
     manifest = read_manifest(root)
-    urls = [str(Path(root) / s["name"]) for s in manifest["shards"] if s["split"] == split and s["count"] > 0]
-    if not urls:
+    counts = {str(Path(root) / s["name"]): s["count"] for s in manifest["shards"] if s["split"] == split and s["count"]}
+    if not counts:
         raise FileNotFoundError(f"{Path(root) / 'manifest.json'}: no non-empty {split} shards")
-    return urls
+    return counts
+
+
+def shard_urls(root: Path, split: str) -> list[str]:
+    return list(shard_counts(root, split))
 
 
 def _png(data: bytes, mode: str) -> Image.Image:
@@ -151,6 +156,33 @@ class ShardErrors:
 
     def stop(self) -> None:
         self.stopped = True
+
+    def shortfall(self, url: str | None, seen: int, expected: dict[str, int]) -> None:
+        """A pass over `url` ended after `seen` samples: count and report the ones missing (a tar truncated at a
+        member boundary ends without any error)."""
+        missing = expected.get(url, 0) - seen if url is not None else 0
+        if missing > 0:
+            self.count += missing
+            self.last = f"{url} ended after {seen} of {expected[url]} samples (truncated?)"
+            log.warning("unreadable %s data: %s", self.what, self.last)
+
+
+def count_shortfall(expected: dict[str, int], errors: ShardErrors):
+    """A pipeline stage right after the tar reader: passes samples through and compares each pass over a shard
+    with the sample count the manifest records for it (`ShardErrors.shortfall`)."""
+
+    def stage(samples: Iterator[dict]) -> Iterator[dict]:
+        url, first, seen = None, None, 0
+        for sample in samples:
+            here, key = sample.get("__url__"), sample.get("__key__")
+            if here != url or key == first:  # another shard, or the same shard drawn again
+                errors.shortfall(url, seen, expected)
+                url, first, seen = here, key, 0
+            seen += 1
+            yield sample
+        errors.shortfall(url, seen, expected)
+
+    return stage
 
 
 def sample_batches(
@@ -235,6 +267,7 @@ def make_train_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size
     pipeline = wds.DataPipeline(
         wds.ResampledShards(urls, seed=seed * 1_000_003 + rank, deterministic=True),
         wds.tarfile_to_samples(handler=shard_errors),
+        count_shortfall(shard_counts(cfg.root, "train"), shard_errors),
         wds.shuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 64), seed=seed * 7919 + rank),
         train_samples_to_batches(cfg, batch_size, seed, rank, shard_errors),
     )
@@ -265,7 +298,11 @@ class ValLoader:
         return self.corrupt.total + self.shard_errors.count
 
     def __iter__(self) -> Iterator[dict]:
-        dataset = wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=self.shard_errors))
+        dataset = wds.DataPipeline(
+            wds.SimpleShardList(self.urls),
+            wds.tarfile_to_samples(handler=self.shard_errors),
+            count_shortfall(shard_counts(self.cfg.root, "val"), self.shard_errors),
+        )
         mine = (raw for index, raw in enumerate(dataset) if index % self.world_size == self.rank)
         batches = sample_batches(
             mine, self.cfg, self.batch_size, mask_rng=key_seeded_rng, corrupt=self.corrupt, keep_last=True
