@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     (
         "restoration.checkpoint", "restoration.replicas", "restoration.image_io", "restoration.image_decoding",
-        "restoration.convert_mat",
+        "restoration.convert_mat", "restoration.run_lock",
     ),
     ("restoration.weights", "data_prep"),  # exported weights; shard building and the built-in data
     ("restoration.recipe", "restoration.tracking", "restoration.pipeline", "restoration.validation"),
