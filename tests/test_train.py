@@ -135,6 +135,18 @@ def test_two_synced_cpu_ranks_train_evaluate_checkpoint_and_log(tmp_path, tiny_s
     assert images, "no image panels logged"
 
 
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every process under it: torch's elastic agent starts the ranks in their own
+    sessions, so killing the launcher's process group alone would leave them training."""
+    import psutil
+
+    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in family:
+        p.kill()
+    psutil.wait_procs(family, timeout=30)
+    proc.wait()
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_resumes_into_same_mlflow_run(tmp_path, tiny_shards):
     args = ("run.name=kill", "run.max_steps=10", "run.checkpoint_every=2", "run.eval_every=0", "run.keep_checkpoints=3")

@@ -26,6 +26,7 @@ from restoration.data.masks import sample_known_mask
 from restoration.data.shards import (
     CorruptSample,
     DataConfig,
+    ShardErrors,
     ValLoader,
     _augmenter,
     collate,
@@ -171,7 +172,7 @@ def test_train_and_val_batches_equal_the_reference_stage(shards, tmp_path):
     root = rewrite_shards(shards, tmp_path / "unmasked", unmask_and_break_one)
     cfg = DataConfig(root=root, image_size=24, num_workers=0)
     train_raws = raw_samples(root, "train")
-    got = list(train_samples_to_batches(cfg, 3, seed=5, rank=1)(iter(train_raws)))
+    got = list(train_samples_to_batches(cfg, 3, seed=5, rank=1, shard_errors=ShardErrors("train"))(iter(train_raws)))
     want = list(reference_train_stage(cfg, 3, seed=5, rank=1)(iter(train_raws)))
     assert_same_batches(got, want)
     assert sum(b["corrupt"] for b in got) == 1
