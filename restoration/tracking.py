@@ -81,6 +81,7 @@ class Tracker:
         self.enabled = enabled
         self.run_id: str | None = None
         self._client: Any = None
+        self._monitor: Any = None
         self._warned = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -121,7 +122,27 @@ class Tracker:
             self.enabled = False
         return self.run_id
 
+    def start_system_metrics(self, *, resume: bool) -> None:
+        """MLflow's system metrics of this machine in the run (`system/cpu_utilization_percentage`, `system/
+        system_memory_usage_megabytes`, disk, network, and `system/gpu_*` when a GPU and nvidia-ml-py are there),
+        sampled by a daemon thread every 10 s (`MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`) until `end`; `resume`
+        continues the step count of a resumed run."""
+        if not self._active():
+            return
+
+        def _start() -> Any:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(self.run_id, resume_logging=resume, tracking_uri=self._client.tracking_uri)
+            monitor.start()
+            return monitor
+
+        self._monitor = self._guard("start system metrics", _start)
+
     def end(self, status: str = "FINISHED") -> None:
+        if self._monitor is not None:  # before the run ends: the monitor's last samples go to a running run
+            self._guard("stop system metrics", self._monitor.finish)
+            self._monitor = None
         if self._active():
             self._guard("end the MLflow run", lambda: self._client.set_terminated(self.run_id, status=status))
 
