@@ -51,6 +51,20 @@ stop_pidfile() {  # SIGTERM the daemon in $1, wait up to 15 s, then SIGKILL
   rm -f "$file"
 }
 
+kill_job_leftovers() {  # processes of this cluster's jobs that outlived their step (SLURM_CONF is ours, SLURM_JOB_ID set)
+  local environ pid vars
+  for environ in /proc/[0-9]*/environ; do
+    pid=${environ#/proc/}
+    pid=${pid%/environ}
+    [[ $pid == "$$" ]] && continue
+    vars=$(tr '\0' '\n' 2>/dev/null <"$environ") || continue
+    if grep -qxF "SLURM_CONF=$CONF" <<<"$vars" && grep -q '^SLURM_JOB_ID=' <<<"$vars"; then
+      log "killing pid $pid, left over from a job"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
 node_names() { for i in $(seq 1 "$NODES"); do printf 'n%d ' "$i"; done; }
 
 down() {
@@ -62,6 +76,8 @@ down() {
   export SLURM_CONF=$CONF
   # jobs first (their processes belong to the slurmds), then the daemons, the controller last but one
   timeout 10 scancel --full --signal=KILL --user="$(id -un)" 2>/dev/null || true
+  sleep 1
+  kill_job_leftovers
   for node in $(node_names); do stop_pidfile "$DIR/slurmd-$node.pid"; done
   stop_pidfile "$DIR/slurmctld.pid"
   stop_pidfile "$DIR/munge/munged.pid"
