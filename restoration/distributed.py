@@ -31,7 +31,7 @@ RUNNING_STATS = ("running_mean", "running_var", "w_avg")  # buffers that average
 # what a collective raises when a peer is gone: the transport's words (gloo, NCCL) or torch's DistError family
 _PEER_LOSS_MARKERS = (
     "Connection reset by peer", "Connection closed by peer", "Broken pipe", "Timed out waiting", "timed out",
-    "gloo/transport", "NCCL", "Socket Timeout",
+    "timeout caused pair closure", "gloo/transport", "NCCL", "Socket Timeout",
 )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -231,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-        return 1
+        sys.stdout.flush()
+        os._exit(1)  # not `return`: tearing down a process group whose peer is gone can block or abort
 
 
 def train(argv: list[str] | None = None) -> int:
