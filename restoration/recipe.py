@@ -50,11 +50,17 @@ class RunConfig:
     tracking: bool = True
     log_model: bool = True  # log the pipeline as an MLflow pyfunc model at the end (joint and gan_baseline stages)
     register_model: str = ""  # also register that model under this name
+    system_metrics: bool = True  # MLflow `system/*` metrics (CPU, memory, GPU) of the main process's machine
+    # multi-rank runs (see restoration/distributed.py)
+    dist_timeout_s: float = 600.0  # a rank waiting longer than this for a peer in a collective gives up and exits
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch instead of each rank's
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"run.{name} must be >= 1, got {getattr(self, name)}")
+        if self.dist_timeout_s <= 0:
+            raise ValueError(f"run.dist_timeout_s must be > 0, got {self.dist_timeout_s}")
 
 
 @dataclass

@@ -114,6 +114,7 @@ class Tracker:
         self._params: dict[str, Any] = {}
         self._metrics: list[Any] = []
         self._skipped = 0
+        self._monitor: Any = None
         self._warned = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -142,7 +143,30 @@ class Tracker:
         self._connect()
         return self.run_id
 
+    def start_system_metrics(self, *, resume: bool) -> None:
+        """MLflow's system metrics of this machine in the run (`system/cpu_utilization_percentage`, `system/
+        system_memory_usage_megabytes`, disk, network, and `system/gpu_*` when a GPU and nvidia-ml-py are there),
+        sampled by a daemon thread every 10 s (`MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`) until `end`; `resume`
+        continues the step count of a resumed run. Not started while the store is unreachable."""
+        if not self._online():
+            return
+
+        def _start() -> None:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(self.run_id, resume_logging=resume, tracking_uri=self._client.tracking_uri)
+            monitor.start()
+            self._monitor = monitor
+
+        self._call("start system metrics", _start)
+
     def end(self, status: str = "FINISHED") -> None:
+        if self._monitor is not None:  # before the run ends: the monitor's last samples go to a running run
+            monitor, self._monitor = self._monitor, None
+            try:
+                monitor.finish()
+            except Exception as err:  # noqa: BLE001 - tracking must never stop training
+                log.debug("MLflow: could not stop system metrics: %s", err)
         if not self.enabled or not self._target:
             return
         if self._online(force=True):

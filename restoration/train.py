@@ -1,6 +1,6 @@
 """The training entry point: ``python -m restoration.train CONFIG.yaml [a.b.c=value ...]``.
 
-Works the same under ``accelerate launch -m restoration.train`` and ``torchrun -m restoration.train``. `main` reads
+Works the same under ``accelerate launch -m restoration.train`` and ``torchrun -m restoration.train``. `train` reads
 top to bottom: config -> accelerator -> data -> task (the stage's networks, losses and steps) -> one `prepare` ->
 resume -> tracking -> steps (with eval, checkpoints and the preemption check) -> replica check -> export. The
 settings are in `restoration/recipe.py`, the GAN logic of each stage in `restoration/tasks/`.
@@ -12,13 +12,14 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -27,6 +28,7 @@ from restoration.checkpoint import CheckpointWriteError, complete_checkpoints, l
 from restoration.config import ConfigError, dump_yaml, flatten, load_config, save_yaml
 from restoration.data.batch_guard import DataStall, GuardedBatches, StopRequested
 from restoration.data.shards import make_train_loader, make_val_loader, prepare_batch
+from restoration.distributed import is_peer_loss, process_group_kwargs, sync_batchnorm
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.recipe import RunConfig, TrainConfig
 from restoration.replicas import replica_report
@@ -83,7 +85,8 @@ def make_accelerator(run: RunConfig) -> Accelerator:
         dynamo_backend="inductor" if run.compile else "no",
         step_scheduler_with_optimizer=False,
         kwargs_handlers=[
-            DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=run.find_unused_parameters)
+            DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=run.find_unused_parameters),
+            process_group_kwargs(run.dist_timeout_s),
         ],
     )
 
@@ -107,6 +110,8 @@ def prepared_task(cfg: TrainConfig, accelerator: Accelerator, bf16: bool) -> Tas
     set_seed(cfg.run.seed)
     task = build_task(cfg, accelerator, images_per_step=cfg.run.batch_size * cfg.run.grad_accum, bf16=bf16)
     parts = task.parts
+    if cfg.run.sync_batchnorm and accelerator.num_processes > 1:
+        parts.networks = {k: sync_batchnorm(v, accelerator.device) for k, v in parts.networks.items()}
     names, opt_names = list(parts.networks), list(parts.optimizers)
     prepared = accelerator.prepare(*parts.networks.values(), *parts.optimizers.values())
     parts.networks = dict(zip(names, prepared[: len(names)]))
@@ -127,6 +132,8 @@ def start_tracking(cfg: TrainConfig, accelerator: Accelerator, state: dict, run_
         run_id=state.get("mlflow_run_id"),
         artifact_root=cfg.run.output_dir.resolve() / "mlruns",
     )
+    if cfg.run.system_metrics:
+        tracker.start_system_metrics(resume=state.get("mlflow_run_id") is not None)
     state["mlflow_run_id"] = tracker.run_id
     tracker.log_params(
         {
@@ -268,6 +275,22 @@ def resume(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, task: Task
     return state
 
 
+def exit_lost_peer(err: Exception) -> None:
+    """A rank whose collective failed because another rank died, hung past `run.dist_timeout_s` or became
+    unreachable says so and exits with 1 instead of a transport traceback."""
+    state = PartialState()
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    print(
+        f"rank {state.process_index} of {state.num_processes}: lost a peer rank ({first_line}). Another rank's "
+        "process died, hung for longer than run.dist_timeout_s, or its node went away; this rank stops. Rerun "
+        "the same command (or requeue the job) to resume from the last complete checkpoint.",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(1)  # not `return`: tearing down a process group whose peer is gone can block or abort
+
+
 def main(argv: list[str] | None = None) -> int:
     config_path, overrides, ns = parse_args(argv)
     try:
@@ -293,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except Exception as err:
+        if is_peer_loss(err) and torch.distributed.is_initialized():
+            exit_lost_peer(err)
+        raise
     finally:
         preemption.uninstall()
         lock.release()

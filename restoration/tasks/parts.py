@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
+from restoration.distributed import average_running_stats
 from restoration.ema import ema_decay_from_half_life, ema_update, make_ema
 from restoration.optim import OptimConfig, apply_lr, lr_factor, make_adam, optimizer_step, requires_grad
 from restoration.recipe import TrainConfig, pipeline_meta
@@ -62,8 +63,9 @@ class StageParts:
         return self.accelerator.unwrap_model(self.networks[name])
 
     def apply(self, loss: Tensor, *names: str) -> bool:
-        """Backward `loss`, then clip and step each named network (a step whose gradient is non-finite is skipped)
-        and update its EMA copy if it has one; returns whether any step was skipped."""
+        """Backward `loss`, then clip and step each named network (a step whose gradient is non-finite is skipped),
+        average every network's running statistics over the ranks (so that the EMA copies them equal everywhere),
+        and update the EMA copies; returns whether any step was skipped."""
         self.accelerator.backward(loss)
         skipped = {
             name: optimizer_step(
@@ -71,6 +73,8 @@ class StageParts:
             )[1]
             for name in names
         }
+        if self.accelerator.sync_gradients:
+            average_running_stats(self.networks.values(), self.accelerator)
         for name in names:
             if name in self.ema and self.accelerator.sync_gradients and not skipped[name]:
                 ema_update(self.ema[name], self.plain(name), self.ema_decay)
