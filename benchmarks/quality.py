@@ -21,6 +21,15 @@ written as PNGs and scored by `restoration.evaluate` (contest S, M, C, score and
 `benchmarks/results/quality_<preset>.{md,json}` and `..._panels.png`; every training run, plus one run per
 evaluated pipeline, is in the MLflow experiment of the config (`mlflow ui --backend-store-uri
 sqlite:///runs/study/mlflow.db`). Finished arms are reused when the script is run again (delete `--out` to redo).
+
+Then, as the contest scores a submission (`--contest-size`, 512 by default): the same held-out photos as center
+crops with contest-style masks (a polygon with one gray fill, or a near-black circle/square, alternating), each
+pipeline run through `restoration-predict` (`predict.main`: the pipeline finds the lost region itself) in each
+inference mode (MAT `tile` / `resize` / classical `fill`; color `full` / `resize`), scored from input vs ground
+truth, beside the anchors (`restoration.anchors`: the input unchanged, Telea and NS fills of the gray, the true
+gray, and the true gray colored by (b)'s colorizer). The best modes of a pipeline are recorded in its exports'
+`pipeline.json`, so `restoration-predict --model <study run>` reproduces the table's row. Results:
+`benchmarks/results/quality_<preset>_contest<size>.{md,json}`.
 """
 
 from __future__ import annotations
@@ -217,7 +226,9 @@ def best_modes(models: list[Path], contest: Path, dst: Path, has_mat: bool) -> t
     best = max(results, key=lambda k: results[k]["mean"]["score"])
     modes = {"inpaint_mode": best[0], "color_mode": best[1]}
     for model in models:
-        record_inference(resolve_source(model).directory, **modes)
+        directory = resolve_source(model).directory
+        if (directory / "pipeline.json").is_file():  # an export (a checkpoint has none to record into)
+            record_inference(directory, **modes)
     return modes, {f"{k[0]}/{k[1]}": v for k, v in results.items()}
 
 
