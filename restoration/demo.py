@@ -13,7 +13,8 @@
    real data, shown working;
 5. scores two classical answers on the same held-out crops, the way the contest would (`restoration.anchors`): the
    masked input returned unchanged and a classical fill of the gray (OpenCV Telea, or scikit-image's biharmonic
-   fill where OpenCV is not installed), so the trained score is read against what needs no training.
+   fill where OpenCV is not installed), so the trained score is read against what needs no training; and the
+   trained colorizer over that classical fill instead of MAT (`restoration-predict --inpaint-mode fill`).
 Extra `key=value` arguments override the demo config (e.g. `run.max_steps=50`).
 """
 
@@ -97,7 +98,17 @@ def print_comparison(run_dir: Path) -> None:
     scores = run_dir / "demo-submission_scores.json"
     if not scores.is_file():
         return
+    from restoration import predict
+    from restoration.evaluate import evaluate_files
+
     rows = {"restoration-predict (trained model)": json.loads(scores.read_text())["mean"]}
+    fill_dir = run_dir / "demo-predictions-fill"  # the trained colorizer over a classical fill instead of MAT
+    fill_args = ["--model", str(run_dir), "--input", str(contest / "test.csv"), "--out", str(fill_dir),
+                 "--inpaint-mode", "fill"]  # fmt: skip
+    print("\n$ restoration-predict " + " ".join(fill_args))
+    if predict.main(fill_args) == 0:
+        fill_scores = evaluate_files(fill_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+        rows["  same, --inpaint-mode fill"] = fill_scores["mean"]
     anchors = score_anchors(contest, run_dir / "demo-anchors")
     rows["the masked input unchanged"] = anchors["input"]["mean"]
     rows[f"classical fill ({fill_method('telea')}), no color"] = anchors["telea"]["mean"]
