@@ -21,6 +21,15 @@ written as PNGs and scored by `restoration.evaluate` (contest S, M, C, score and
 `benchmarks/results/quality_<preset>.{md,json}` and `..._panels.png`; every training run, plus one run per
 evaluated pipeline, is in the MLflow experiment of the config (`mlflow ui --backend-store-uri
 sqlite:///runs/study/mlflow.db`). Finished arms are reused when the script is run again (delete `--out` to redo).
+
+Then, as the contest scores a submission (`--contest-size`, 512 by default): the same held-out photos as center
+crops with contest-style masks (a polygon with one gray fill, or a near-black circle/square, alternating), each
+pipeline run through `restoration-predict` (`predict.main`: the pipeline finds the lost region itself) in each
+inference mode (MAT `tile` / `resize` / classical `fill`; color `full` / `resize`), scored from input vs ground
+truth, beside the anchors (`restoration.anchors`: the input unchanged, Telea and NS fills of the gray, the true
+gray, and the true gray colored by (b)'s colorizer). The best modes of a pipeline are recorded in its exports'
+`pipeline.json`, so `restoration-predict --model <study run>` reproduces the table's row. Results:
+`benchmarks/results/quality_<preset>_contest<size>.{md,json}`.
 """
 
 from __future__ import annotations
@@ -34,21 +43,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from restoration import train  # noqa: E402
+from restoration import predict, train  # noqa: E402
+from restoration.anchors import anchor_rgb, fill_method  # noqa: E402
 from restoration.config import load_config  # noqa: E402
+from restoration.data.exact_mask import known_from_pair  # noqa: E402
+from restoration.data.masks import MaskConfig, sample_known_mask  # noqa: E402
 from restoration.evaluate import evaluate_files  # noqa: E402
 from restoration.export import training_run_id  # noqa: E402
-from restoration.image_io import write_png_atomic  # noqa: E402
+from restoration.image_io import read_rgb, write_png_atomic  # noqa: E402
 from restoration.optim import OptimConfig, lr_factor  # noqa: E402
 from restoration.pipeline import load_pipeline  # noqa: E402
 from restoration.predict import pick_device  # noqa: E402
 from restoration.recipe import TrainConfig  # noqa: E402
 from restoration.tracking import Tracker, default_tracking_uri  # noqa: E402
+from restoration.weights import record_inference, resolve_source  # noqa: E402
 
 PRESETS = {"cpu128": ("configs/study/cpu128.yaml", 200), "gpu512": ("configs/study/gpu512.yaml", 20000)}
 KEYS = ("S", "M", "C", "score", "psnr")
@@ -129,6 +142,104 @@ def val_samples(shards: Path, dst: Path) -> list[dict]:
     return out
 
 
+def contest_eval_set(photos: Path, out: Path, *, size: int = 512, val_fraction: float = 0.2, seed: int = 0) -> Path:
+    """The held-out photos (the shards' val split: same keys, same rule) as the contest lays them out: `size` px
+    center crops in `gt/`, masked gray inputs in `test_input/` and `test.csv`. Masks alternate seeded between the two
+    contest styles: a random polygon with one gray fill (test inputs) and a near-black circle or square (train
+    inputs). Scored like a submission: the lost region is derived from input vs ground truth."""
+    from data_prep.build_shards import list_photos, plan_shards
+
+    contest = out / f"contest-{size}"
+    if (contest / "test.csv").is_file():
+        return contest
+    sources, _ = list_photos(photos)
+    val = [src for plan in plan_shards(sources, val_fraction=val_fraction, samples_per_shard=64)
+           if plan.split == "val" for src in plan.sources]  # fmt: skip
+    rows = ["input_image_path"]
+    styles = {0: MaskConfig(test_style=1.0, train_style=0.0, free_form=0.0),
+              1: MaskConfig(test_style=0.0, train_style=1.0, free_form=0.0)}  # fmt: skip
+    for i, src in enumerate(sorted(val, key=lambda s: s.key)):
+        gt = np.asarray(ImageOps.fit(Image.fromarray(read_rgb(photos / src.gt)), (size, size), Image.BICUBIC))
+        gray = np.asarray(Image.fromarray(gt).convert("L"))
+        known, fill = sample_known_mask(np.random.default_rng([seed, i]), size, size, styles[i % 2])
+        write_png_atomic(gt, contest / "gt" / f"{src.key}.png")
+        write_png_atomic(np.where(known == 1, gray, fill).astype(np.uint8), contest / "test_input" / f"{src.key}.png")
+        rows.append(f"./test_input/{src.key}.png")
+    (contest / "test.csv").write_text("\n".join(rows) + "\n")
+    return contest
+
+
+def contest_pairs(contest: Path) -> list[dict]:
+    """key, input gray, ground truth, its gray and the true known mask of every file of a contest folder."""
+    pairs = []
+    for path in sorted((contest / "gt").glob("*.png")):
+        gt = np.asarray(Image.open(path).convert("RGB"))
+        gray_gt = np.asarray(Image.fromarray(gt).convert("L"))
+        gray_in = np.asarray(Image.open(contest / "test_input" / path.name))
+        known, _ = known_from_pair(gray_in, gray_gt)
+        pairs.append({"key": path.stem, "input": gray_in, "gt": gt, "gray_gt": gray_gt, "known": known})
+    return pairs
+
+
+def score_anchors(contest: Path, dst: Path, colorizer: list[Path] | None = None) -> dict[str, dict]:
+    """Input unchanged, Telea and NS fills (biharmonic without OpenCV), the true gray, and (with `colorizer`) the
+    true gray colored by that colorizer: scored like a submission."""
+    pairs = contest_pairs(contest)
+    results = {}
+    names = ["input", "telea", "ns", "true_gray"] + (["true_gray_colorized"] if colorizer else [])
+    for name in names:
+        pred_dir = dst / f"anchor-{name}"
+        if name == "true_gray_colorized":
+            pipeline = load_pipeline(colorizer, pick_device("auto"), inpaint_mode="tile")
+            restored = pipeline.restore([p["gray_gt"] for p in pairs], known=[np.ones_like(p["known"]) for p in pairs])
+            answers = [r.rgb for r in restored]
+        else:
+            answers = [anchor_rgb(name, p["input"], p["known"], p["gray_gt"]) for p in pairs]
+        for p, rgb in zip(pairs, answers):
+            write_png_atomic(rgb, pred_dir / f"{p['key']}.png")
+        results[name] = evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+    return results
+
+
+def score_with_predict(models: list[Path], contest: Path, pred_dir: Path, inpaint_mode: str, color_mode: str) -> dict:
+    """restoration-predict's own code path (`predict.main`, lost region found by the pipeline), then scored."""
+    args = [a for m in models for a in ("--model", str(m))]
+    args += ["--input", str(contest / "test.csv"), "--out", str(pred_dir), "--inpaint-mode", inpaint_mode,
+             "--color-mode", color_mode, "--device", "auto"]  # fmt: skip
+    if predict.main(args) != 0:
+        raise SystemExit(f"restoration-predict failed on {models}")
+    return evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+
+
+def best_modes(models: list[Path], contest: Path, dst: Path, has_mat: bool) -> tuple[dict[str, str], dict]:
+    """Measure the inference modes of one pipeline (inpaint modes with full-resolution color, then the color mode
+    on the best of them), record the best in the exports' pipeline.json, return it and every result."""
+    results = {}
+    for inpaint_mode in ("tile", "resize", "fill") if has_mat else ("fill", "tile"):
+        results[(inpaint_mode, "full")] = score_with_predict(
+            models, contest, dst / f"{inpaint_mode}-full", inpaint_mode, "full"
+        )
+    best_inpaint = max(results, key=lambda k: results[k]["mean"]["score"])[0]
+    results[(best_inpaint, "resize")] = score_with_predict(
+        models, contest, dst / f"{best_inpaint}-resize", best_inpaint, "resize"
+    )
+    best = max(results, key=lambda k: results[k]["mean"]["score"])
+    modes = {"inpaint_mode": best[0], "color_mode": best[1]}
+    for model in models:
+        directory = resolve_source(model).directory
+        if (directory / "pipeline.json").is_file():  # an export (a checkpoint has none to record into)
+            record_inference(directory, **modes)
+    return modes, {f"{k[0]}/{k[1]}": v for k, v in results.items()}
+
+
+def contest_table(rows: list[tuple[str, dict]]) -> str:
+    lines = ["| answer | S | M | C | score |", "|---|---|---|---|---|"]
+    for name, r in rows:
+        m = r["mean"]
+        lines.append(f"| {name} | {m['S']:.4f} | {m['M']:.4f} | {m['C']:.4f} | **{m['score']:.4f}** |")
+    return "\n".join(lines)
+
+
 # -- training ------------------------------------------------------------------------------------------------
 
 
@@ -206,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="suffix of the result files (for variants)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every arm")
     parser.add_argument("--arms", default="abcd", help="which arms to train and score, e.g. 'b' (c needs b's runs)")
+    parser.add_argument("--contest-size", type=int, default=512, help="also score the held-out photos at this size "
+                        "as the contest does (through restoration-predict, with the anchors); 0 skips it")  # fmt: skip
     ns = parser.parse_args(argv)
     letters = set(ns.arms)
 
@@ -268,7 +381,44 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{budget}\n\n{table}\n")
     print(f"panels (input | a | b | c | d | ground truth): {ns.results / f'{stem}_panels.png'}")
     print(f"runs: mlflow ui --backend-store-uri {tracking_uri}")
+    if ns.contest_size:
+        contest_study(ns, out, S, letters, stem)
     return 0
+
+
+def contest_study(ns: argparse.Namespace, out: Path, S: int, letters: set[str], stem: str) -> None:
+    """Every pipeline and the anchors on the held-out photos at `--contest-size`, laid out and scored like the
+    contest, through restoration-predict; the best inference modes of each pipeline go into its pipeline.json."""
+    contest = contest_eval_set(ns.photos, out, size=ns.contest_size)
+    dst = out / f"eval-contest-{ns.contest_size}"
+    colorizer = [out / "b-colorize"] if (out / "b-colorize").is_dir() else None
+    anchors = score_anchors(contest, dst, colorizer)
+    fill = fill_method("telea")
+    labels = {"input": "the masked input unchanged", "telea": f"classical fill of the gray ({fill}), no color",
+              "ns": f"classical fill of the gray ({fill_method('ns')}), no color",
+              "true_gray": "the true gray L(gt), no color (best gray answer)",
+              "true_gray_colorized": "the true gray colored by (b)'s colorizer (color anchor)"}  # fmt: skip
+    rows = [(labels[k], v) for k, v in anchors.items()]
+    recorded = {}
+    for name, (parts, _) in PIPELINES.items():
+        if name[1] not in letters or "start:" in name:
+            continue
+        models = sources(out, parts, S)
+        slug = name.split(")")[0].strip("(")
+        has_mat = name[1] in "bcd"
+        modes, results = best_modes(models, contest, dst / f"pred-{slug}", has_mat)
+        recorded[name] = modes
+        for mode, r in results.items():
+            rows.append((f"{name}, {mode}{' (best, recorded)' if mode == '/'.join(modes.values()) else ''}", r))
+    count = anchors["input"]["count"]
+    head = f"{count} held-out photos at {ns.contest_size} px, contest-style masks, scored like a submission"
+    table = contest_table(rows)
+    (ns.results / f"{stem}_contest{ns.contest_size}.md").write_text(f"{head}\n\n{table}\n")
+    slim = {name: {"mean": r["mean"], "count": r["count"]} for name, r in rows}
+    (ns.results / f"{stem}_contest{ns.contest_size}.json").write_text(
+        json.dumps({"head": head, "recorded_modes": recorded, "rows": slim}, indent=2)
+    )
+    print(f"\n{head}\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@
 3. prints both scores and how to open the run in the MLflow UI;
 4. lays the held-out crops out like the contest (`test_input/`, `gt/`, `test.csv`), runs `restoration-predict` on
    them into a submission zip and scores the zip with `restoration-evaluate`: the commands a user runs next on
-   real data, shown working.
+   real data, shown working;
+5. scores two classical answers on the same held-out crops, the way the contest would (`restoration.anchors`): the
+   masked input returned unchanged and a classical fill of the gray (OpenCV Telea, or scikit-image's biharmonic
+   fill where OpenCV is not installed), so the trained score is read against what needs no training; and the
+   trained colorizer over that classical fill instead of MAT (`restoration-predict --inpaint-mode fill`).
 Extra `key=value` arguments override the demo config (e.g. `run.max_steps=50`).
 """
 
@@ -21,10 +25,16 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from data_prep.builtin import builtin_shards_dir
 from restoration import train
+from restoration.anchors import anchor_rgb, fill_method
 from restoration.checkpoint import latest_checkpoint
 from restoration.config import load_config
+from restoration.data.exact_mask import known_from_pair
+from restoration.image_io import write_png_atomic
 from restoration.recipe import TrainConfig
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -66,6 +76,48 @@ def predict_and_score(run_dir: Path, shards: Path) -> int:
     return evaluate.main([*evaluate_args, "--json", str(run_dir / "demo-submission_scores.json")])
 
 
+def score_anchors(contest: Path, out: Path) -> dict[str, dict]:
+    """The masked input unchanged and a classical fill of its gray (on the true lost region), scored like the
+    submission: what a trained model has to beat."""
+    from restoration.evaluate import evaluate_files
+
+    results = {}
+    for name in ("input", "telea"):
+        for gt_path in sorted((contest / "gt").glob("*.png")):
+            gray_gt = np.asarray(Image.open(gt_path).convert("L"))
+            gray_in = np.asarray(Image.open(contest / "test_input" / gt_path.name).convert("L"))
+            known, _ = known_from_pair(gray_in, gray_gt)
+            write_png_atomic(anchor_rgb(name, gray_in, known), out / f"anchor-{name}" / gt_path.name)
+        results[name] = evaluate_files(out / f"anchor-{name}", contest / "gt", inputs=[str(contest / "test.csv")])
+    return results
+
+
+def print_comparison(run_dir: Path) -> None:
+    """The submission's score beside the anchors', on the same held-out crops."""
+    contest = run_dir / "demo-contest"
+    scores = run_dir / "demo-submission_scores.json"
+    if not scores.is_file():
+        return
+    from restoration import predict
+    from restoration.evaluate import evaluate_files
+
+    rows = {"restoration-predict (trained model)": json.loads(scores.read_text())["mean"]}
+    fill_dir = run_dir / "demo-predictions-fill"  # the trained colorizer over a classical fill instead of MAT
+    fill_args = ["--model", str(run_dir), "--input", str(contest / "test.csv"), "--out", str(fill_dir),
+                 "--inpaint-mode", "fill"]  # fmt: skip
+    print("\n$ restoration-predict " + " ".join(fill_args))
+    if predict.main(fill_args) == 0:
+        fill_scores = evaluate_files(fill_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+        rows["  same, --inpaint-mode fill"] = fill_scores["mean"]
+    anchors = score_anchors(contest, run_dir / "demo-anchors")
+    rows["the masked input unchanged"] = anchors["input"]["mean"]
+    rows[f"classical fill ({fill_method('telea')}), no color"] = anchors["telea"]["mean"]
+    print("\nthe same held-out crops, scored like the contest: the model against answers that need no training")
+    print(f"{'':<38} {'S':>7} {'M':>7} {'C':>7} {'score':>7} {'PSNR':>7}")
+    for name, m in rows.items():
+        print(f"{name:<38} {m['S']:7.4f} {m['M']:7.4f} {m['C']:7.4f} {m['score']:7.4f} {m['psnr']:7.2f}")
+
+
 def read_evals(run_dir: Path) -> list[dict]:
     path = run_dir / "eval.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
@@ -98,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         else cfg.data.root
     )
     rc = predict_and_score(run_dir, shards)
+    print_comparison(run_dir)
     store = (cfg.run.output_dir / "mlflow.db").resolve()
     print(f"\nsee the run, its metrics, image panels and logged model: mlflow ui --backend-store-uri sqlite:///{store}")
     return rc

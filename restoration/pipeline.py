@@ -5,8 +5,17 @@ MAT runs through `inference.inpaint_gray`, the same function the stages validate
 weights come from and how networks are rebuilt is `restoration/weights.py`.
 
 Sizes: MAT works on a fixed square window (512 for the official weights). An image of any other size is padded
-to a whole number of windows with the pad marked as lost (MAT paints it, the crop removes it); an image larger
-than one window is inpainted window by window. The colorizer is fully convolutional and sees the whole canvas.
+to a whole number of windows with the pad marked as lost (MAT paints it, the crop removes it). How the lost region
+is then filled is the `inpaint_mode`:
+- `tile`: window by window at full resolution (a hole cut by a window border loses the context across it);
+- `resize`: the whole canvas resized to one window, MAT fills it there, and the fill is upsampled into the hole
+  (known pixels stay the input's, at full resolution): for models trained below the photos' resolution;
+- `fill`: no network, a classical fill of the gray (`anchors.classical_fill`: OpenCV Telea, or scikit-image's
+  biharmonic where OpenCV is missing), the smooth answer the contest's M rewards.
+The colorizer is fully convolutional; `color_mode` `full` runs it on the whole canvas, `resize` runs it at its
+training resolution (`pipeline.json` `image_size`) and upsamples only its chroma under the full-resolution luma.
+Defaults come from the `inference` field of `pipeline.json` (written by the quality study after measuring the
+modes), else `tile` and `full`.
 """
 
 from __future__ import annotations
@@ -19,12 +28,14 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from restoration.data.color import signed_to_u8, u8_to_signed
+from restoration.anchors import classical_fill, fill_method
+from restoration.data.color import gray_chroma_to_rgb, signed_to_u8, signed_to_unit, u8_to_signed, unit_to_signed
 from restoration.data.exact_mask import exact_hole
-from restoration.inference import inpaint_gray
+from restoration.inference import composite, inpaint_gray
 from restoration.models.mat import INFERENCE_TRUNCATION
 from restoration.weights import NETWORKS, ModelSourceError, build_network, load_weights_into, resolve_source
 
@@ -32,6 +43,10 @@ log = logging.getLogger(__name__)
 
 UNET_MULTIPLE = 32  # the timm U-Nets (colorizer, detector, baseline) need sides divisible by their total stride
 MaskSource = Literal["given", "exact", "detector", "none"]
+InpaintMode = Literal["tile", "resize", "fill"]
+ColorMode = Literal["full", "resize"]
+INPAINT_MODES: tuple[InpaintMode, ...] = ("tile", "resize", "fill")
+COLOR_MODES: tuple[ColorMode, ...] = ("full", "resize")
 
 
 @dataclass
@@ -51,6 +66,15 @@ class Pipeline:
     device: torch.device
     files: dict[str, Path] = field(default_factory=dict)
     truncation_psi: float = INFERENCE_TRUNCATION  # MAT's style: 0 = the mean style (best contest score), 1 = sampled
+    inpaint_mode: InpaintMode = "tile"
+    color_mode: ColorMode = "full"
+    color_size: int | None = None  # the colorizer's training resolution (`color_mode="resize"`)
+
+    def __post_init__(self) -> None:
+        if self.inpaint_mode not in INPAINT_MODES:
+            raise ValueError(f"inpaint mode {self.inpaint_mode!r}: expected one of {', '.join(INPAINT_MODES)}")
+        if self.color_mode not in COLOR_MODES:
+            raise ValueError(f"color mode {self.color_mode!r}: expected one of {', '.join(COLOR_MODES)}")
 
     @property
     def window(self) -> int:
@@ -63,10 +87,14 @@ class Pipeline:
         if "baseline_G" in nets and "mat_G" not in nets:
             steps = ["one U-Net GAN (baseline)"]
         else:
-            steps = [
-                "MAT" if "mat_G" in nets else "no inpainter (lost region kept as filled)",
-                "colorizer" if "color_G" in nets else "no colorizer (gray output)",
-            ]
+            if self.inpaint_mode == "fill":
+                inpainter = f"classical fill ({fill_method('telea')})"
+            elif "mat_G" in nets:
+                inpainter = f"MAT ({self.inpaint_mode})"
+            else:
+                inpainter = "no inpainter (lost region kept as filled)"
+            colorizer = f"colorizer ({self.color_mode})" if "color_G" in nets else "no colorizer (gray output)"
+            steps = [inpainter, colorizer]
         detect = "exact rule + learned detector" if "detector" in nets else "exact rule"
         return f"{detect} -> " + " -> ".join(steps) + f" (window {self.window}px, {self.device})"
 
@@ -121,11 +149,51 @@ class Pipeline:
         nets = self.networks
         if "baseline_G" in nets and "mat_G" not in nets:
             return nets["baseline_G"](gray).clamp(-1, 1)
-        if "mat_G" in nets:
-            gray = self._inpaint(gray, known, generator)
+        if self.inpaint_mode == "fill":
+            gray = self._fill(gray, known)
+        elif "mat_G" in nets:
+            inpaint = self._inpaint if self.inpaint_mode == "tile" else self._inpaint_resized
+            gray = inpaint(gray, known, generator)
         if "color_G" in nets:
-            return nets["color_G"](gray).clamp(-1, 1)
+            return self._colorize(gray)
         return gray.expand(-1, 3, -1, -1)
+
+    def _fill(self, gray: Tensor, known: Tensor) -> Tensor:
+        """The classical fill of each image (exact on uint8: the canvas came from uint8 gray)."""
+        gray_u8 = signed_to_u8(gray[:, 0]).cpu().numpy()  # (b, H, W)
+        known_u8 = (known[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
+        filled = np.stack([classical_fill(g, k) for g, k in zip(gray_u8, known_u8)])
+        return u8_to_signed(torch.from_numpy(filled).to(gray.device)[:, None])
+
+    def _inpaint_resized(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:
+        """MAT on the whole canvas resized to one window; its fill upsampled into the hole, known pixels exact.
+
+        A pixel of the small canvas is known only when every input pixel it covers is known, so the fill value of
+        the hole never leaks into MAT's context."""
+        R = self.window
+        if gray.shape[2:] == (R, R):
+            return self._inpaint(gray, known, generator)
+        small = F.interpolate(gray, size=(R, R), mode="area")  # (b, 1, R, R)
+        small_known = (F.interpolate(known, size=(R, R), mode="area") > 1.0 - 1e-4).float()
+        filled = inpaint_gray(
+            self.networks["mat_G"], small, small_known, truncation_psi=self.truncation_psi, generator=generator
+        )
+        up = F.interpolate(filled, size=gray.shape[2:], mode="bicubic", align_corners=False).clamp(-1, 1)
+        return composite(known, gray, up)
+
+    def _colorize(self, gray: Tensor) -> Tensor:
+        """(b, 1, H, W) gray -> (b, 3, H, W) RGB whose luma is `gray`; in `resize` mode the chroma is predicted
+        with the short side at the colorizer's training resolution and upsampled bilinearly."""
+        G = self.networks["color_G"]
+        H, W = gray.shape[2:]
+        size = self.color_size
+        if self.color_mode == "full" or size is None or min(H, W) <= size:
+            return G(gray).clamp(-1, 1)
+        scale = size / min(H, W)
+        h, w = _round_up(round(H * scale), UNET_MULTIPLE), _round_up(round(W * scale), UNET_MULTIPLE)
+        chroma = G.chroma(F.interpolate(gray, size=(h, w), mode="area")).float()  # (b, 2, h, w)
+        chroma = F.interpolate(chroma, size=(H, W), mode="bilinear", align_corners=False)
+        return unit_to_signed(gray_chroma_to_rgb(signed_to_unit(gray.float()), chroma)).clamp(-1, 1)
 
     def _inpaint(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:
         """MAT window by window; known pixels stay exactly the input's."""
@@ -149,15 +217,24 @@ def _pad(a: np.ndarray, H: int, W: int, *, mode: Literal["edge", "zero"]) -> np.
 
 
 def load_pipeline(
-    sources: list[str | Path], device: str | torch.device = "cpu", truncation_psi: float = INFERENCE_TRUNCATION
+    sources: list[str | Path],
+    device: str | torch.device = "cpu",
+    truncation_psi: float = INFERENCE_TRUNCATION,
+    *,
+    inpaint_mode: InpaintMode | None = None,
+    color_mode: ColorMode | None = None,
 ) -> Pipeline:
-    """Build the networks found in `sources` (first match per network) with their weights, in eval mode."""
+    """Build the networks found in `sources` (first match per network) with their weights, in eval mode.
+
+    Modes left as None come from the first source whose `pipeline.json` records them (`inference`), else `tile`
+    and `full`."""
     resolved = [resolve_source(s) for s in sources]
     if not resolved:
         raise ModelSourceError("no model given")
     device = torch.device(device)
     networks: dict[str, nn.Module] = {}
     files: dict[str, Path] = {}
+    color_size = None
     for name in NETWORKS:
         for source in resolved:
             path = source.file(name)
@@ -167,10 +244,18 @@ def load_pipeline(
             load_weights_into(net, path, name)
             networks[name] = net.to(device).eval().requires_grad_(False)
             files[name] = path
+            if name == "color_G" and source.meta.get("image_size"):
+                color_size = int(source.meta["image_size"])
             break
     if not {"mat_G", "color_G", "baseline_G"} & set(networks):
         dirs = ", ".join(str(s.directory) for s in resolved)
         raise ModelSourceError(f"{dirs}: no inpainter, colorizer or baseline weights (found: {sorted(networks)})")
     for name, path in files.items():
         log.info("%s <- %s", name, path)
-    return Pipeline(networks=networks, device=device, files=files, truncation_psi=truncation_psi)
+    recorded = [s.meta.get("inference") or {} for s in resolved]
+    inpaint_mode = inpaint_mode or next((r["inpaint_mode"] for r in recorded if "inpaint_mode" in r), "tile")
+    color_mode = color_mode or next((r["color_mode"] for r in recorded if "color_mode" in r), "full")
+    return Pipeline(
+        networks=networks, device=device, files=files, truncation_psi=truncation_psi, inpaint_mode=inpaint_mode,
+        color_mode=color_mode, color_size=color_size,
+    )  # fmt: skip

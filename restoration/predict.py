@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from restoration.image_io import ImageItem, InputError, list_inputs, read_gray, write_png_atomic
 from restoration.models.mat import INFERENCE_TRUNCATION
-from restoration.pipeline import Pipeline, load_pipeline
+from restoration.pipeline import COLOR_MODES, INPAINT_MODES, ColorMode, InpaintMode, Pipeline, load_pipeline
 from restoration.tracking import default_tracking_uri, fetch_mlflow_model
 from restoration.weights import ModelSourceError
 
@@ -51,6 +51,9 @@ def open_models(
     tracking_uri: str,
     scratch: Path,
     truncation_psi: float = INFERENCE_TRUNCATION,
+    *,
+    inpaint_mode: InpaintMode | None = None,
+    color_mode: ColorMode | None = None,
 ) -> Pipeline:
     """Local paths as they are, MLflow URIs downloaded into `scratch` first."""
     local: list[str | Path] = []
@@ -59,7 +62,7 @@ def open_models(
             local.append(fetch_mlflow_model(spec, scratch / f"model_{i}", tracking_uri))
         else:
             local.append(spec)
-    return load_pipeline(local, device, truncation_psi)
+    return load_pipeline(local, device, truncation_psi, inpaint_mode=inpaint_mode, color_mode=color_mode)
 
 
 def check_flat_names(items: list[ImageItem]) -> None:
@@ -154,6 +157,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--truncation", type=float, default=INFERENCE_TRUNCATION, metavar="PSI",
         help="MAT's style truncation: 0 = mean style (default, best contest score), 1 = sampled textures",
     )  # fmt: skip
+    parser.add_argument(
+        "--inpaint-mode", choices=INPAINT_MODES, default=None,
+        help="tile: MAT window by window; resize: MAT on the whole image resized to its window, the fill upsampled; "
+        "fill: classical fill (OpenCV Telea, else biharmonic), no MAT (default: the model's pipeline.json, else tile)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--color-mode", choices=COLOR_MODES, default=None,
+        help="full: colorizer on the whole image; resize: chroma at the colorizer's training resolution, upsampled "
+        "under the full-resolution luma (default: the model's pipeline.json, else full)",
+    )  # fmt: skip
     parser.add_argument("--skip-existing", action="store_true", help="keep outputs already in --out (resume a run)")
     parser.add_argument("--strict", action="store_true", help="exit with 1 when any input had to be skipped")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store for URIs (default: $MLFLOW_TRACKING_URI "
@@ -175,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(ns.device)
         with tempfile.TemporaryDirectory(prefix="restoration-model-") as scratch:
             tracking_uri = ns.tracking_uri or default_tracking_uri(Path("runs"))
-            pipeline = open_models(ns.model, device, tracking_uri, Path(scratch), ns.truncation)
+            pipeline = open_models(
+                ns.model, device, tracking_uri, Path(scratch), ns.truncation, inpaint_mode=ns.inpaint_mode,
+                color_mode=ns.color_mode,
+            )  # fmt: skip
     except (InputError, ModelSourceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 A weights directory holds one `<network>.safetensors` per network and the config sections that rebuild them:
 - a stage export (`runs/<name>/final/`): EMA generators + trained discriminators, and `pipeline.json` (the stage,
-  the image size and the model config sections);
+  the image size, the model config sections and, once measured, the best `inference` modes);
 - a checkpoint (`runs/<name>/checkpoints/step-N/`): EMA files named `ema_<network>.safetensors` (discriminators as
   `<network>.safetensors`), config from the run's `config.yaml`;
 - a run directory (its `final/`, else its latest complete checkpoint) or a saved MLflow model (its
@@ -70,6 +70,18 @@ def export_weights(networks: dict[str, nn.Module], out_dir: Path, meta: dict[str
     tmp.write_text(json.dumps(meta, indent=2, default=str))
     tmp.replace(out_dir / "pipeline.json")
     return out_dir
+
+
+def record_inference(directory: Path, **modes: str) -> dict[str, Any]:
+    """Record inference defaults (`inpaint_mode`, `color_mode`: the modes that scored best for this model) in the
+    `inference` field of a directory's `pipeline.json`, which `pipeline.load_pipeline` reads; atomic."""
+    path = Path(directory) / "pipeline.json"
+    meta = json.loads(path.read_text())
+    meta["inference"] = {**(meta.get("inference") or {}), **modes}
+    tmp = path.with_name(".pipeline.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    tmp.replace(path)
+    return meta["inference"]
 
 
 def exportable_networks(

@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
         "restoration.config", "restoration.data", "restoration.models", "restoration.losses", "restoration.metrics",
         "restoration.preemption", "restoration.optim", "restoration.ema", "restoration.inference",
         "restoration.distributed",
+        "restoration.anchors",
     ),
     (
         "restoration.checkpoint", "restoration.replicas", "restoration.image_io", "restoration.image_decoding",

@@ -122,3 +122,52 @@ def test_truncation_zero_is_the_default_and_differs_from_sampled_styles(tiny_exp
     for x, y in zip(a, b):  # only the lost region can change
         known = x.known.astype(bool)
         assert np.array_equal(x.rgb[known], y.rgb[known]) or np.abs(gray_of(x.rgb) - gray_of(y.rgb))[known].max() <= 2
+
+
+# -- inference modes ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("inpaint_mode", "color_mode"), [("resize", "resize"), ("fill", "full"), ("tile", "resize")])
+def test_modes_keep_known_pixels_at_odd_sizes(tiny_export, inpaint_mode, color_mode):
+    pipeline = load_pipeline([tiny_export], inpaint_mode=inpaint_mode, color_mode=color_mode)
+    pipeline.color_size = 32  # below the images, so `resize` really resizes
+    rng = np.random.default_rng(0)
+    grays, knowns = [], []
+    for h, w in ((67, 131), (150, 90)):
+        gray = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        known = np.ones((h, w), np.uint8)
+        known[h // 4 : h // 2, w // 3 : w // 2] = 0
+        grays.append(np.where(known == 1, gray, 5).astype(np.uint8))
+        knowns.append(known)
+    out = pipeline.restore(grays, known=knowns)
+    for gray, known, result in zip(grays, knowns, out):
+        assert result.rgb.shape == (*gray.shape, 3)
+        k = known.astype(bool)
+        # the luma of known pixels is the input's (to rounding), whatever the mode
+        assert np.abs(gray_of(result.rgb)[k] - gray.astype(int)[k]).max() <= 2
+        assert np.abs(gray_of(result.rgb)[~k] - 5).mean() > 1  # the hole was filled
+
+
+def test_resize_inpainting_keeps_known_pixels_exact(tiny_export):
+    pipeline = load_pipeline([tiny_export], inpaint_mode="resize")
+    gray = np.random.default_rng(1).integers(0, 256, (1, 1, 150, 200)).astype(np.float32) / 127.5 - 1
+    known = np.ones((1, 1, 150, 200), np.float32)
+    known[..., 40:90, 60:120] = 0
+    import torch
+
+    g, k = torch.from_numpy(gray), torch.from_numpy(known)
+    filled = pipeline._inpaint_resized(g, k, torch.Generator().manual_seed(0))
+    assert torch.equal(filled[k.bool()], g[k.bool()])
+
+
+def test_modes_recorded_in_pipeline_json_are_the_defaults(tmp_path):
+    from restoration.weights import record_inference
+
+    export = write_tiny_export(tmp_path / "final")
+    assert load_pipeline([export]).inpaint_mode == "tile"
+    record_inference(export, inpaint_mode="fill", color_mode="resize")
+    pipeline = load_pipeline([export])
+    assert (pipeline.inpaint_mode, pipeline.color_mode, pipeline.color_size) == ("fill", "resize", 64)
+    assert load_pipeline([export], inpaint_mode="resize").inpaint_mode == "resize"  # the caller's choice wins
+    with pytest.raises(ValueError, match="inpaint mode"):
+        load_pipeline([export], inpaint_mode="nope")

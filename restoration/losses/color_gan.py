@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from restoration.losses.adversarial import d_hinge_loss, d_logistic_loss, g_hinge_loss, g_nonsaturating_loss
 from restoration.losses.hue_histogram import hue_histogram_loss
 from restoration.losses.loss_config import LossConfig
-from restoration.losses.reconstruction import chroma_l1, ssim_loss
+from restoration.losses.reconstruction import chroma_l1, hole_ssim_loss, ssim_loss
 
 
 def color_d_loss(
@@ -26,10 +26,16 @@ def color_d_loss(
 
 
 def color_g_losses(
-    D_plain: nn.Module, rgb: Tensor, gray_in: Tensor, gt_rgb: Tensor, weights: LossConfig
+    D_plain: nn.Module,
+    rgb: Tensor,
+    gray_in: Tensor,
+    gt_rgb: Tensor,
+    weights: LossConfig,
+    known: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Weighted generator-side colorizer losses; `gray_in` is what the colorizer saw (in `joint` gradients flow
-    through it into MAT); `D_plain` is the frozen, unwrapped discriminator."""
+    through it into MAT); `D_plain` is the frozen, unwrapped discriminator; `known` (1 = known) places the hole
+    SSIM (M's proxy) when `color_hole_ssim` is on."""
     losses: dict[str, Tensor] = {}
     if weights.color_adv > 0:
         logits = D_plain(rgb, gray_in)
@@ -41,4 +47,8 @@ def color_g_losses(
         losses["ssim"] = weights.ssim * ssim_loss(rgb.float(), gt_rgb)
     if weights.hue_hist > 0:
         losses["hue_hist"] = weights.hue_hist * hue_histogram_loss(rgb.float(), gt_rgb)
+    if weights.color_hole_ssim > 0:
+        if known is None:
+            raise ValueError("loss.color_hole_ssim needs the batch's known mask")
+        losses["color_hole_ssim"] = weights.color_hole_ssim * hole_ssim_loss(rgb.float(), gt_rgb, 1.0 - known)
     return losses

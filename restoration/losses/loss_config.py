@@ -17,6 +17,10 @@ class LossConfig:
     mat_l1_hole: float = 1.0  # L1 on the lost pixels' luma; 0 in the pure MAT recipe
     mat_perceptual: float = 0.0  # 0.1 in MAT; needs perceptual_weights
     perceptual_weights: Path | None = None  # local VGG-19 (torchvision layout) weights file
+    # terms aligned with the contest score (0 = off, the default, so earlier configs train exactly as before):
+    # SSIM of the composite luma over the hole (M, `reconstruction.hole_ssim_loss`) and over the whole image (S)
+    mat_hole_ssim: float = 0.0
+    mat_ssim: float = 0.0
     mat_truncation: float = 0.5  # MAT trains with truncation psi 0.5 (w pulled halfway to w_avg)
     r1_gamma: float = 10.0
     r1_every: int = 16
@@ -26,6 +30,7 @@ class LossConfig:
     chroma_l1: float = 10.0
     ssim: float = 1.0
     hue_hist: float = 1.0
+    color_hole_ssim: float = 0.0  # SSIM of the colorized RGB over the hole (M); in joint it reaches MAT too
     # joint: how strongly the colorizer's losses reach MAT (through the lost pixels only)
     joint_color_to_mat: float = 1.0
     # gan_baseline (the original notebook: BCE + 100 * L1)

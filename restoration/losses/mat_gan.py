@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.loss_config import LossConfig
-from restoration.losses.reconstruction import masked_l1
+from restoration.losses.reconstruction import hole_ssim_loss, masked_l1, ssim_loss
 from restoration.models.mat import gray_to_mat_input, mat_output_to_luma
 
 
@@ -76,12 +76,19 @@ def mat_g_losses(
     perceptual: nn.Module | None,
 ) -> dict[str, Tensor]:
     """Weighted generator-side MAT losses: adversarial (both heads of the frozen, unwrapped `D_plain`), L1 of the
-    lost pixels' luma against the true `gray`, and the perceptual term when a perceptual network is given."""
+    lost pixels' luma against the true `gray`, the perceptual term when a perceptual network is given, and the
+    score-aligned SSIMs of the composite luma (hole: M, whole image: S) when their weights are on."""
     logits, logits_stg1 = D_plain(fake, known, fake_stg1, c)
     losses = {"mat_adv": weights.mat_adv * (g_nonsaturating_loss(logits) + g_nonsaturating_loss(logits_stg1))}
     if weights.mat_l1_hole > 0:
         luma = mat_output_to_luma(fake)
         losses["mat_l1"] = weights.mat_l1_hole * masked_l1(luma.float(), gray, 1.0 - known)
+    if weights.mat_hole_ssim > 0 or weights.mat_ssim > 0:  # on the composite, the gray the pipeline passes on
+        gray_full = known * gray + (1.0 - known) * mat_output_to_luma(fake).float()
+        if weights.mat_hole_ssim > 0:
+            losses["mat_hole_ssim"] = weights.mat_hole_ssim * hole_ssim_loss(gray_full, gray, 1.0 - known)
+        if weights.mat_ssim > 0:
+            losses["mat_ssim"] = weights.mat_ssim * ssim_loss(gray_full, gray)
     if perceptual is not None and weights.mat_perceptual > 0:
         losses["mat_perceptual"] = weights.mat_perceptual * perceptual(fake.float(), real)
     return losses

@@ -49,7 +49,7 @@ class ColorizeStage:
             p.freeze("color_D")
 
         with p.autocast():
-            g_losses = color_g_losses(p.plain("color_D"), G(gray), gray, gt, w)
+            g_losses = color_g_losses(p.plain("color_D"), G(gray), gray, gt, w, batch.get("known_mask"))
         g_skipped = p.apply(sum(g_losses.values()), "color_G")
         return step_report(d_out, g_losses, d_skipped or g_skipped)
 

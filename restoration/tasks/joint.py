@@ -92,7 +92,7 @@ class JointStage:
                 p.plain("mat_D"), fake, fake_stg1, real_gray3, known, c, batch["gray"], w, self.perceptual
             )
             gray_full = composite(known, gray_in, mat_luma(fake.float(), w.joint_color_to_mat))
-            losses.update(color_g_losses(p.plain("color_D"), color_G(gray_full), gray_full, batch["rgb"], w))
+            losses.update(color_g_losses(p.plain("color_D"), color_G(gray_full), gray_full, batch["rgb"], w, known))
         skipped = p.apply(sum(losses.values()), "mat_G", "color_G") or skipped
         return step_report(d_losses, losses, skipped)
 

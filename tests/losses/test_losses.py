@@ -69,3 +69,37 @@ def test_perceptual_loss_is_frozen_and_differentiable(backbone, tmp_path):
     save_file({k: v.contiguous() for k, v in loss_fn.net.state_dict().items()}, str(path))
     again = build_perceptual_loss(path, backbone=backbone)
     assert float(again(pred, target).detach()) == pytest.approx(float(loss.detach()), rel=1e-5)
+
+
+def test_hole_ssim_is_zero_for_the_truth_and_punishes_noise_in_the_hole_only():
+    from restoration.losses.reconstruction import hole_ssim_loss
+
+    torch.manual_seed(0)
+    target = torch.linspace(-0.8, 0.8, 32).view(1, 1, 1, 32).expand(2, 1, 24, 32).clone()
+    hole = torch.zeros(2, 1, 24, 32)
+    hole[0, :, 6:18, 8:24] = 1  # the second image has no hole: it adds nothing
+    assert hole_ssim_loss(target, target, hole).abs() < 1e-6
+    noisy = target + 0.3 * torch.randn_like(target) * hole
+    smooth = target + 0.1 * hole  # a flat offset keeps the structure M measures
+    assert hole_ssim_loss(noisy, target, hole) > hole_ssim_loss(smooth, target, hole)
+    outside = target + 0.3 * torch.randn_like(target) * (1 - torch.nn.functional.max_pool2d(hole, 9, 1, 4))
+    assert hole_ssim_loss(outside, target, hole).abs() < 1e-6  # pixels far from the hole do not count
+    pred = noisy.clone().requires_grad_(True)
+    hole_ssim_loss(pred, target, hole).backward()
+    assert pred.grad[1].abs().sum() == 0
+    assert pred.grad[0].abs().sum() > 0
+
+
+def test_aligned_terms_are_off_by_default_and_appear_when_weighted():
+    from restoration.losses.color_gan import color_g_losses
+    from restoration.losses.loss_config import LossConfig
+
+    rgb, gt = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    gray, known = rgb.mean(1, keepdim=True), torch.ones(2, 1, 32, 32)
+    known[..., 8:20, 8:20] = 0
+    off = LossConfig(color_adv=0.0)
+    assert "color_hole_ssim" not in color_g_losses(None, rgb, gray, gt, off, known)
+    on = LossConfig(color_adv=0.0, color_hole_ssim=2.0)
+    assert color_g_losses(None, rgb, gray, gt, on, known)["color_hole_ssim"] > 0
+    with pytest.raises(ValueError, match="known mask"):
+        color_g_losses(None, rgb, gray, gt, on)
