@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_train import free_port, the_run, tiny_shards  # noqa: F401 - tiny_shards is a fixture
+from test_train import free_port, the_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"

@@ -118,7 +118,7 @@ def jobs_cancelled(cluster) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def slurm_shards(tmp_path_factory) -> Path:
-    from test_train import synthetic_photos
+    from conftest import synthetic_photos
 
     from data_prep.build_shards import build_photo_shards
 
