@@ -169,8 +169,16 @@ def tail(log: Path, chars: int = 4000) -> str:
     return read(log)[-chars:] if log.exists() else f"(no {log})"
 
 
-def trainer_pid(job: str, node: int) -> int | None:
-    """The training process (not the launcher) that job `job` runs on SLURM node `node` of this machine."""
+def running(pid: int) -> bool:
+    """Whether `pid` exists and has not exited (a zombie waiting for its launcher to reap it has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def trainer_pid(cluster: Cluster, job: str, node: int) -> int | None:
+    """The training process (not the launcher) that job `job` of `cluster` runs on its node `node`."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -181,8 +189,9 @@ def trainer_pid(job: str, node: int) -> int | None:
             )
         except OSError:
             continue
-        if (environ.get(b"SLURM_JOB_ID") == job.encode() and environ.get(b"SLURM_NODEID") == str(node).encode()
-                and b"LOCAL_RANK" in environ and b"restoration.train" in cmdline):  # fmt: skip
+        if (environ.get(b"SLURM_CONF") == str(cluster.conf).encode() and environ.get(b"SLURM_JOB_ID") == job.encode()
+                and environ.get(b"SLURM_NODEID") == str(node).encode() and b"LOCAL_RANK" in environ
+                and b"restoration.train" in cmdline):  # fmt: skip
             return int(entry.name)
     return None
 
@@ -245,12 +254,12 @@ def test_a_killed_node_stops_the_survivor_within_the_timeout_and_the_rerun_resum
     job = cluster.sbatch(*args, output=log)
     checkpoints = cluster.work / "runs" / "lost" / "checkpoints"
     wait_for(lambda: (checkpoints / "step-00000002").is_dir(), 400, "the first checkpoint", log)
-    victim, survivor = trainer_pid(job, 1), trainer_pid(job, 0)
+    victim, survivor = trainer_pid(cluster, job, 1), trainer_pid(cluster, job, 0)
     assert victim, tail(log)
     assert survivor, tail(log)
     killed_at = time.time()
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: not Path(f"/proc/{survivor}").exists(), timeout_s + 30, "the survivor to exit", log)
+    wait_for(lambda: not running(survivor), timeout_s + 30, "the survivor to exit", log)
     detected_s = time.time() - killed_at
     info = cluster.wait_done(job, timeout=120)
     print(f"survivor exited {detected_s:.1f} s after its peer was killed; job {info['JobState']}")
