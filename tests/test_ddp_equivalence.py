@@ -74,14 +74,14 @@ def equivalence_config(stage: str, batch_size: int, output_dir: Path):
 
 def fixed_batch(n: int, size: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
     """n smooth color images in [-1, 1] with a rectangular hole each, laid out like `prepare_batch`'s output."""
-    from restoration.data.color import luma
+    from restoration.data.color import rgb_to_luma
 
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     freq = 1 + 4 * torch.rand(n, 3, 1, 1, generator=g)
     phase = 6 * torch.rand(n, 3, 1, 1, generator=g)
     rgb = torch.sin(freq * xx + phase) * torch.cos(0.5 * freq * yy - phase)  # (n, 3, H, W)
-    gray = luma(rgb).clamp(-1, 1)
+    gray = rgb_to_luma(rgb).clamp(-1, 1)
     known = torch.ones(n, 1, size, size)
     for i in range(n):
         y0, x0 = torch.randint(0, size // 2, (2,), generator=g).tolist()

@@ -122,7 +122,7 @@ def assert_trained_on_two_ranks(tmp_path: Path, name: str, steps: int) -> None:
 
 
 @pytest.mark.slow
-def test_two_machines_with_accelerate_launch(launches, tmp_path, tiny_shards):  # noqa: F811
+def test_two_machines_with_accelerate_launch(launches, tmp_path, tiny_shards):
     port = free_port()
     for machine in (0, 1):
         launches.start(
@@ -137,7 +137,7 @@ def test_two_machines_with_accelerate_launch(launches, tmp_path, tiny_shards):  
 
 
 @pytest.mark.slow
-def test_two_machines_with_torchrun(launches, tmp_path, tiny_shards):  # noqa: F811
+def test_two_machines_with_torchrun(launches, tmp_path, tiny_shards):
     port = free_port()
     for machine in (0, 1):
         launches.start(
@@ -154,7 +154,7 @@ def test_two_machines_with_torchrun(launches, tmp_path, tiny_shards):  # noqa: F
 def test_torchrun_max_restarts_restarts_both_ranks_after_one_is_killed_and_they_resume(
     launches,
     tmp_path,
-    tiny_shards,  # noqa: F811
+    tiny_shards,
 ):
     steps = 8
     launches.start(
@@ -180,7 +180,7 @@ def test_torchrun_max_restarts_restarts_both_ranks_after_one_is_killed_and_they_
 
 
 @pytest.mark.slow
-def test_a_hung_rank_is_given_up_after_dist_timeout(launches, tmp_path, tiny_shards):  # noqa: F811
+def test_a_hung_rank_is_given_up_after_dist_timeout(launches, tmp_path, tiny_shards):
     """SIGSTOP, unlike SIGKILL, leaves the peer's sockets open (a node that vanished from the network looks like
     this): only the process group's timeout ends the wait."""
     timeout_s = 10
@@ -209,5 +209,7 @@ def test_a_hung_rank_is_given_up_after_dist_timeout(launches, tmp_path, tiny_sha
     print(f"the surviving rank gave up {waited:.1f} s after its peer hung (run.dist_timeout_s={timeout_s})")
     text = tail(log, 100_000)
     assert "rank 0 of 2: lost a peer rank" in text
-    # the configured timeout reached gloo (it counts from when rank 0 began to wait, which may precede the SIGSTOP)
-    assert f"Timed out waiting {timeout_s * 1000}ms" in text
+    # gloo gave up on a timeout (a blocking op says "Timed out waiting 10000ms", DDP's bucket all-reduce "Application
+    # timeout caused pair closure"), within timeout_s + 30 s: the configured value, not gloo's default of 1800 s. It
+    # counts from when rank 0 began to wait, which may precede the SIGSTOP, so there is no lower bound to check.
+    assert f"Timed out waiting {timeout_s * 1000}ms" in text or "Application timeout caused pair closure" in text

@@ -116,19 +116,6 @@ def jobs_cancelled(cluster) -> Iterator[None]:
     cluster.jobs.clear()
 
 
-@pytest.fixture(scope="module")
-def slurm_shards(tmp_path_factory) -> Path:
-    from conftest import synthetic_photos
-
-    from data_prep.build_shards import build_photo_shards
-
-    base = tmp_path_factory.mktemp("slurm-data")
-    out = base / "shards"
-    build_photo_shards(synthetic_photos(base / "photos", 24), out, size=64, val_fraction=0.25, samples_per_shard=6,
-                       workers=1, seed=0)  # fmt: skip
-    return out
-
-
 def train_args(cluster: Cluster, shards: Path, name: str, *extra: str) -> list[str]:
     return [TINY, f"run.output_dir={cluster.work / 'runs'}", f"data.root={shards}", f"run.name={name}",
             "run.log_model=false", *extra]  # fmt: skip
@@ -169,8 +156,16 @@ def tail(log: Path, chars: int = 4000) -> str:
     return read(log)[-chars:] if log.exists() else f"(no {log})"
 
 
-def trainer_pid(job: str, node: int) -> int | None:
-    """The training process (not the launcher) that job `job` runs on SLURM node `node` of this machine."""
+def running(pid: int) -> bool:
+    """Whether `pid` exists and has not exited (a zombie waiting for its launcher to reap it has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def trainer_pid(cluster: Cluster, job: str, node: int) -> int | None:
+    """The training process (not the launcher) that job `job` of `cluster` runs on its node `node`."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -181,16 +176,17 @@ def trainer_pid(job: str, node: int) -> int | None:
             )
         except OSError:
             continue
-        if (environ.get(b"SLURM_JOB_ID") == job.encode() and environ.get(b"SLURM_NODEID") == str(node).encode()
-                and b"LOCAL_RANK" in environ and b"restoration.train" in cmdline):  # fmt: skip
+        if (environ.get(b"SLURM_CONF") == str(cluster.conf).encode() and environ.get(b"SLURM_JOB_ID") == job.encode()
+                and environ.get(b"SLURM_NODEID") == str(node).encode() and b"LOCAL_RANK" in environ
+                and b"restoration.train" in cmdline):  # fmt: skip
             return int(entry.name)
     return None
 
 
 @pytest.mark.slow
-def test_sbatch_on_two_nodes_trains_one_process_per_node_into_one_mlflow_run(cluster, slurm_shards, jobs_cancelled):
+def test_sbatch_on_two_nodes_trains_one_process_per_node_into_one_mlflow_run(cluster, tiny_shards, jobs_cancelled):
     log = cluster.work / "plain.log"
-    job = cluster.sbatch(*train_args(cluster, slurm_shards, "plain"), output=log)
+    job = cluster.sbatch(*train_args(cluster, tiny_shards, "plain"), output=log)
     info = cluster.wait_done(job, timeout=400)
     assert info["JobState"] == "COMPLETED", tail(log)
     text = read(log)
@@ -208,11 +204,11 @@ def test_sbatch_on_two_nodes_trains_one_process_per_node_into_one_mlflow_run(clu
 
 @pytest.mark.slow
 def test_usr1_through_slurm_saves_on_every_rank_requeues_and_resumes_to_the_exact_step(
-    cluster, slurm_shards, jobs_cancelled
+    cluster, tiny_shards, jobs_cancelled
 ):
     steps = 16
     log = cluster.work / "usr1.log"
-    args = train_args(cluster, slurm_shards, "usr1", f"run.max_steps={steps}", "run.checkpoint_every=1000",
+    args = train_args(cluster, tiny_shards, "usr1", f"run.max_steps={steps}", "run.checkpoint_every=1000",
                       "run.eval_every=0")  # fmt: skip
     job = cluster.sbatch(*args, output=log)
     # each node's first process prints `ranks=` once its USR1 handler is installed
@@ -236,21 +232,21 @@ def test_usr1_through_slurm_saves_on_every_rank_requeues_and_resumes_to_the_exac
 
 @pytest.mark.slow
 def test_a_killed_node_stops_the_survivor_within_the_timeout_and_the_rerun_resumes(
-    cluster, slurm_shards, jobs_cancelled
+    cluster, tiny_shards, jobs_cancelled
 ):
     timeout_s = 20
     log = cluster.work / "lost.log"
-    args = train_args(cluster, slurm_shards, "lost", "run.max_steps=8", "run.checkpoint_every=2", "run.eval_every=0",
+    args = train_args(cluster, tiny_shards, "lost", "run.max_steps=8", "run.checkpoint_every=2", "run.eval_every=0",
                       f"run.dist_timeout_s={timeout_s}")  # fmt: skip
     job = cluster.sbatch(*args, output=log)
     checkpoints = cluster.work / "runs" / "lost" / "checkpoints"
     wait_for(lambda: (checkpoints / "step-00000002").is_dir(), 400, "the first checkpoint", log)
-    victim, survivor = trainer_pid(job, 1), trainer_pid(job, 0)
+    victim, survivor = trainer_pid(cluster, job, 1), trainer_pid(cluster, job, 0)
     assert victim, tail(log)
     assert survivor, tail(log)
     killed_at = time.time()
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: not Path(f"/proc/{survivor}").exists(), timeout_s + 30, "the survivor to exit", log)
+    wait_for(lambda: not running(survivor), timeout_s + 30, "the survivor to exit", log)
     detected_s = time.time() - killed_at
     info = cluster.wait_done(job, timeout=120)
     print(f"survivor exited {detected_s:.1f} s after its peer was killed; job {info['JobState']}")
