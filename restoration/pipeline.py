@@ -51,6 +51,7 @@ class Pipeline:
     device: torch.device
     files: dict[str, Path] = field(default_factory=dict)
     truncation_psi: float = INFERENCE_TRUNCATION  # MAT's style: 0 = the mean style (best contest score), 1 = sampled
+    bf16: bool = False  # networks under bf16 autocast on their device (GPU or CPU); fp32 by default
 
     @property
     def window(self) -> int:
@@ -68,7 +69,8 @@ class Pipeline:
                 "colorizer" if "color_G" in nets else "no colorizer (gray output)",
             ]
         detect = "exact rule + learned detector" if "detector" in nets else "exact rule"
-        return f"{detect} -> " + " -> ".join(steps) + f" (window {self.window}px, {self.device})"
+        precision = "bf16" if self.bf16 else "fp32"
+        return f"{detect} -> " + " -> ".join(steps) + f" (window {self.window}px, {self.device}, {precision})"
 
     # -- the lost region -------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -85,7 +87,8 @@ class Pipeline:
         H, W = _round_up(h, UNET_MULTIPLE), _round_up(w, UNET_MULTIPLE)
         canvas = np.pad(gray, ((0, H - h), (0, W - w)), mode="reflect" if min(h, w) > 1 else "edge")
         x = u8_to_signed(torch.from_numpy(canvas).to(self.device)[None, None])
-        logits = detector(x)[0, 0, :h, :w].float()
+        with self._autocast():
+            logits = detector(x)[0, 0, :h, :w].float()
         return (logits > 0).cpu().numpy().astype(np.uint8), "detector"
 
     # -- restoring -------------------------------------------------------------------------------------------
@@ -109,12 +112,17 @@ class Pipeline:
             known_b = np.stack([_pad(masks[i][0], H, W, mode="zero") for i in idx])  # pad = lost
             gray_t = u8_to_signed(torch.from_numpy(gray_b).to(self.device)[:, None])  # (b, 1, H, W)
             known_t = torch.from_numpy(known_b).to(self.device)[:, None].float()
-            rgb_u8 = signed_to_u8(self._restore_canvas(gray_t, known_t, generator)).cpu()
+            with self._autocast():
+                rgb = self._restore_canvas(gray_t, known_t, generator).float()
+            rgb_u8 = signed_to_u8(rgb).cpu()
             for j, i in enumerate(idx):
                 h, w = grays[i].shape
                 rgb = rearrange(rgb_u8[j, :, :h, :w], "c h w -> h w c").numpy()
                 results[i] = Restored(rgb=np.ascontiguousarray(rgb), known=masks[i][0], mask_source=masks[i][1])
         return results  # type: ignore[return-value]
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _restore_canvas(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:
         """(b, 1, H, W) gray in [-1, 1] + known mask, H and W multiples of the window -> (b, 3, H, W) in [-1, 1]."""
@@ -149,9 +157,14 @@ def _pad(a: np.ndarray, H: int, W: int, *, mode: Literal["edge", "zero"]) -> np.
 
 
 def load_pipeline(
-    sources: list[str | Path], device: str | torch.device = "cpu", truncation_psi: float = INFERENCE_TRUNCATION
+    sources: list[str | Path],
+    device: str | torch.device = "cpu",
+    truncation_psi: float = INFERENCE_TRUNCATION,
+    *,
+    bf16: bool = False,
 ) -> Pipeline:
-    """Build the networks found in `sources` (first match per network) with their weights, in eval mode."""
+    """Build the networks found in `sources` (first match per network) with their weights, in eval mode; `bf16`
+    runs them under bf16 autocast (the weights stay fp32)."""
     resolved = [resolve_source(s) for s in sources]
     if not resolved:
         raise ModelSourceError("no model given")
@@ -173,4 +186,4 @@ def load_pipeline(
         raise ModelSourceError(f"{dirs}: no inpainter, colorizer or baseline weights (found: {sorted(networks)})")
     for name, path in files.items():
         log.info("%s <- %s", name, path)
-    return Pipeline(networks=networks, device=device, files=files, truncation_psi=truncation_psi)
+    return Pipeline(networks=networks, device=device, files=files, truncation_psi=truncation_psi, bf16=bf16)
