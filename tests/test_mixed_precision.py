@@ -2,7 +2,8 @@
 
 `torch.autocast` takes bf16 on CPU too, and the stages open it on whatever device the run is on, so the code a GPU
 run executes in bf16 (dtype mixing, the SDPA mask in the activation dtype, `.float()` before the losses, R1 in
-fp32) is executed here, in CI, instead of on a user's first GPU launch.
+fp32) is executed here, in CI, instead of on a user's first GPU launch. The same tests run on CUDA when there is a
+GPU (`pytest -m gpu`, as `benchmarks/gpu_check.py` does).
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ from restoration.recipe import TrainConfig
 from restoration.tasks import build_task
 
 STAGES = ["detector", "inpaint", "colorize", "joint", "gan_baseline"]
+DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
-def tiny_batch(batch: int = 2, size: int = 64, seed: int = 0) -> dict:
+def tiny_batch(batch: int = 2, size: int = 64, seed: int = 0, device: str = "cpu") -> dict:
     """What `prepare_batch` returns: rgb, gray, input in [-1, 1], known_mask {0, 1}."""
     g = torch.Generator().manual_seed(seed)
     rgb = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
     gray = rgb.mean(dim=1, keepdim=True)
     known = torch.ones(batch, 1, size, size)
     known[:, :, 8:40, 12:44] = 0
-    return {"rgb": rgb, "gray": gray, "known_mask": known, "input": known * gray - (1 - known) * 0.9,
-            "key": [f"k{i}" for i in range(batch)]}  # fmt: skip
+    out = {"rgb": rgb, "gray": gray, "known_mask": known, "input": known * gray - (1 - known) * 0.9}
+    return {k: v.to(device) for k, v in out.items()} | {"key": [f"k{i}" for i in range(batch)]}
 
 
 class DtypeLog:
@@ -59,21 +61,28 @@ class DtypeLog:
         return hook
 
 
-def build(stage: str, bf16: bool):
+def build(stage: str, bf16: bool, device: str = "cpu"):
+    """The stage's networks, optimizers and EMA on `device`, as `train.prepared_task` leaves them on one process."""
     cfg = load_config(TrainConfig, TINY_CONFIG)
     cfg = dataclasses.replace(cfg, stage=stage)
     torch.manual_seed(0)
-    accelerator = Accelerator(cpu=True, mixed_precision="no")
-    return build_task(cfg, accelerator, images_per_step=2, bf16=bf16)
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="no")
+    task = build_task(cfg, accelerator, images_per_step=2, bf16=bf16)
+    for net in [*task.parts.networks.values(), *task.parts.ema.values()]:
+        net.to(device)
+    if getattr(task, "perceptual", None) is not None:
+        task.perceptual.to(device)
+    return task
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("stage", STAGES)
-def test_every_stage_takes_a_bf16_train_step_on_cpu(stage):
-    task = build(stage, bf16=True)
+def test_every_stage_takes_a_bf16_train_step(stage, device):
+    task = build(stage, bf16=True, device=device)
     log = DtypeLog(task.parts.networks)
     for step in (0, 1):  # step 0 takes the lazy R1 penalty (MAT stages), step 1 does not
         log.seen.clear()
-        out = task.train_step(tiny_batch(seed=step), step)
+        out = task.train_step(tiny_batch(seed=step, device=device), step)
         assert all(torch.isfinite(v).all() for v in out.values()), out
         assert float(out["skipped"]) == 0.0
         for (name, trained), dtypes in log.seen.items():
@@ -105,11 +114,12 @@ def test_an_fp32_run_never_enters_autocast():
     assert set().union(*log.seen.values()) == {torch.float32}
 
 
-def test_pipeline_predicts_in_bf16_on_cpu(tiny_export, tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_pipeline_predicts_in_bf16(tiny_export, tmp_path, device):
     root = make_contest_folder(tmp_path / "contest", count=3)
     grays = [np.asarray(Image.open(p)) for p in sorted((root / "test_input").glob("*.png"))]
-    fp32 = load_pipeline([tiny_export]).restore(grays, seed=2)
-    pipeline = load_pipeline([tiny_export], bf16=True)
+    fp32 = load_pipeline([tiny_export], device).restore(grays, seed=2)
+    pipeline = load_pipeline([tiny_export], device, bf16=True)
     log = DtypeLog(pipeline.networks)
     bf16 = pipeline.restore(grays, seed=2)
     assert all(dtypes == {torch.bfloat16} for dtypes in log.seen.values()), log.seen
