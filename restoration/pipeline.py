@@ -69,6 +69,7 @@ class Pipeline:
     inpaint_mode: InpaintMode = "tile"
     color_mode: ColorMode = "full"
     color_size: int | None = None  # the colorizer's training resolution (`color_mode="resize"`)
+    bf16: bool = False  # networks under bf16 autocast on their device (GPU or CPU); fp32 by default
 
     def __post_init__(self) -> None:
         if self.inpaint_mode not in INPAINT_MODES:
@@ -96,7 +97,8 @@ class Pipeline:
             colorizer = f"colorizer ({self.color_mode})" if "color_G" in nets else "no colorizer (gray output)"
             steps = [inpainter, colorizer]
         detect = "exact rule + learned detector" if "detector" in nets else "exact rule"
-        return f"{detect} -> " + " -> ".join(steps) + f" (window {self.window}px, {self.device})"
+        precision = "bf16" if self.bf16 else "fp32"
+        return f"{detect} -> " + " -> ".join(steps) + f" (window {self.window}px, {self.device}, {precision})"
 
     # -- the lost region -------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -113,7 +115,8 @@ class Pipeline:
         H, W = _round_up(h, UNET_MULTIPLE), _round_up(w, UNET_MULTIPLE)
         canvas = np.pad(gray, ((0, H - h), (0, W - w)), mode="reflect" if min(h, w) > 1 else "edge")
         x = u8_to_signed(torch.from_numpy(canvas).to(self.device)[None, None])
-        logits = detector(x)[0, 0, :h, :w].float()
+        with self._autocast():
+            logits = detector(x)[0, 0, :h, :w].float()
         return (logits > 0).cpu().numpy().astype(np.uint8), "detector"
 
     # -- restoring -------------------------------------------------------------------------------------------
@@ -137,12 +140,17 @@ class Pipeline:
             known_b = np.stack([_pad(masks[i][0], H, W, mode="zero") for i in idx])  # pad = lost
             gray_t = u8_to_signed(torch.from_numpy(gray_b).to(self.device)[:, None])  # (b, 1, H, W)
             known_t = torch.from_numpy(known_b).to(self.device)[:, None].float()
-            rgb_u8 = signed_to_u8(self._restore_canvas(gray_t, known_t, generator)).cpu()
+            with self._autocast():
+                rgb = self._restore_canvas(gray_t, known_t, generator).float()
+            rgb_u8 = signed_to_u8(rgb).cpu()
             for j, i in enumerate(idx):
                 h, w = grays[i].shape
                 rgb = rearrange(rgb_u8[j, :, :h, :w], "c h w -> h w c").numpy()
                 results[i] = Restored(rgb=np.ascontiguousarray(rgb), known=masks[i][0], mask_source=masks[i][1])
         return results  # type: ignore[return-value]
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _restore_canvas(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:
         """(b, 1, H, W) gray in [-1, 1] + known mask, H and W multiples of the window -> (b, 3, H, W) in [-1, 1]."""
@@ -223,8 +231,10 @@ def load_pipeline(
     *,
     inpaint_mode: InpaintMode | None = None,
     color_mode: ColorMode | None = None,
+    bf16: bool = False,
 ) -> Pipeline:
-    """Build the networks found in `sources` (first match per network) with their weights, in eval mode.
+    """Build the networks found in `sources` (first match per network) with their weights, in eval mode; `bf16`
+    runs them under bf16 autocast (the weights stay fp32).
 
     Modes left as None come from the first source whose `pipeline.json` records them (`inference`), else `tile`
     and `full`."""
@@ -257,5 +267,5 @@ def load_pipeline(
     color_mode = color_mode or next((r["color_mode"] for r in recorded if "color_mode" in r), "full")
     return Pipeline(
         networks=networks, device=device, files=files, truncation_psi=truncation_psi, inpaint_mode=inpaint_mode,
-        color_mode=color_mode, color_size=color_size,
+        color_mode=color_mode, color_size=color_size, bf16=bf16,
     )  # fmt: skip

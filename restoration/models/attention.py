@@ -44,9 +44,10 @@ def shifted_window_mask(H: int, W: int, window: int, shift: int, device: torch.d
 
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
-    """Reference: softmax(q k^T * scale + bias) v. q, k, v: (B_, h, N, d); bias broadcastable to (B_, h, N, N)."""
+    """Reference: softmax(q k^T * scale + bias) v. q, k, v: (B_, h, N, d); bias broadcastable to (B_, h, N, N).
+    An fp32 bias keeps the logits and the softmax in fp32 when q, k, v are bf16."""
     logits = (q @ k.transpose(-2, -1)) * scale + bias
-    return logits.softmax(dim=-1) @ v
+    return logits.softmax(dim=-1).to(v.dtype) @ v
 
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:

@@ -33,7 +33,7 @@ def activate(x: Tensor, bias: Tensor | None, activation: str, gain: float = 1.0,
     """bias -> activation -> gain; lrelu carries its sqrt(2) gain (times `gain`), linear only `gain`."""
     if bias is not None:
         shape = [-1 if i == dim else 1 for i in range(x.ndim)]
-        x = x + bias.reshape(shape)
+        x = x + bias.to(x.dtype).reshape(shape)  # bf16 activations stay bf16 (an fp32 bias would promote them)
     if activation == "lrelu":
         return F.leaky_relu(x, LRELU_SLOPE) * (LRELU_GAIN * gain)
     if activation != "linear":
@@ -188,11 +188,12 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         B, C, H, W = x.shape
-        s = self.affine(style).view(B, 1, C, 1, 1)
-        weight = self.weight * self.weight_gain * s  # (B, out, in, k, k)
-        if self.demodulate:
-            demod = (weight.pow(2).sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # (B, out)
-            weight = weight * demod.view(B, self.out_channels, 1, 1, 1)
+        with torch.autocast(x.device.type, enabled=False):  # styles and demodulation in fp32 under mixed precision
+            s = self.affine(style.float()).view(B, 1, C, 1, 1)
+            weight = self.weight * self.weight_gain * s  # (B, out, in, k, k)
+            if self.demodulate:
+                demod = (weight.pow(2).sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # (B, out)
+                weight = weight * demod.view(B, self.out_channels, 1, 1, 1)
         weight = weight.reshape(B * self.out_channels, C, self.kernel_size, self.kernel_size)
         x = x.reshape(1, B * C, H, W)
         x = resample_conv(
@@ -233,7 +234,7 @@ class StyleConv(nn.Module):
                 noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, generator=generator, dtype=x.dtype)
                 x = x + noise * self.noise_strength
             elif noise_mode == "const":
-                x = x + self.noise_const * self.noise_strength
+                x = x + (self.noise_const * self.noise_strength).to(x.dtype)
             else:
                 raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         return activate(x, self.bias, "lrelu")
@@ -278,9 +279,10 @@ class MappingNet(nn.Module):
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, skip_w_avg_update: bool = False) -> Tensor:
-        x = normalize_2nd_moment(z.to(torch.float32))
-        for i in range(self.num_layers):
-            x = getattr(self, f"fc{i}")(x)
+        with torch.autocast(z.device.type, enabled=False):  # w in fp32 under mixed precision (lr multiplier 0.01)
+            x = normalize_2nd_moment(z.to(torch.float32))
+            for i in range(self.num_layers):
+                x = getattr(self, f"fc{i}")(x)
         if self.training and not skip_w_avg_update:
             self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         x = x.unsqueeze(1).repeat(1, self.num_ws, 1)  # (B, num_ws, w_dim)
@@ -313,7 +315,8 @@ class PartialConv2d(nn.Module):
             ratio = self.kernel_size**2 / (count + 1e-8)
             new_mask = count.clamp(0, 1)
             ratio = ratio * new_mask
-        return self.conv(x) * ratio.to(x.dtype), new_mask
+        out = self.conv(x)
+        return out * ratio.to(out.dtype), new_mask
 
 
 class DisFromRGB(nn.Module):

@@ -210,7 +210,7 @@ class FirstStage(nn.Module):
             else:
                 x, size, _ = self._run(block, x, size, None)
                 B, N, C = x.shape
-                keep = bernoulli_keep((B, C, N), x, generator).transpose(1, 2)  # drawn channel-major, like MAT
+                keep = bernoulli_keep((B, C, N), x, generator).transpose(1, 2).to(x.dtype)  # drawn channel-major
                 w_style = self.ws_style(ws[:, -1])
                 noise_map = self.to_square(w_style).unsqueeze(1)  # (B, 1, bottleneck tokens)
                 noise_map = F.interpolate(noise_map, size=N, mode="linear", align_corners=False)
@@ -357,7 +357,7 @@ class SynthesisNet(nn.Module):
         feats = self.enc(torch.cat([known - 0.5, x, img * known], dim=1))
         bottom = self.enc.levels[-1]
         fea = feats[bottom]
-        keep = bernoulli_keep(tuple(fea.shape), fea, generator)
+        keep = bernoulli_keep(tuple(fea.shape), fea, generator).to(fea.dtype)
         side = self.arch.enc_bottom
         noise_map = self.to_square(ws[:, 0]).view(-1, 1, side, side)
         noise_map = F.interpolate(noise_map, size=fea.shape[-2:], mode="bilinear", align_corners=False)

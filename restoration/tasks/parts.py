@@ -42,10 +42,12 @@ class StageParts:
         return self.optim.lr * lr_factor(step, self.max_steps, self.optim)
 
     def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager:
-        """bf16 autocast on GPUs when the run uses bf16; a no-op on CPU (fp32 there)."""
-        if not (enabled and self.bf16) or self.accelerator.device.type != "cuda":
+        """bf16 autocast on the run's device (CUDA or CPU: the same code path) when the run uses bf16, nothing in
+        an fp32 run. `enabled=False` in a bf16 run turns autocast *off* for its block (the lazy R1 penalty runs in
+        fp32), also when an outer block has it on."""
+        if not self.bf16:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def train(self, *names: str) -> None:
         """Unfreeze these networks (a discriminator before its own step)."""
