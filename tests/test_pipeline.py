@@ -95,7 +95,7 @@ def test_two_exports_chain_first_match_per_network(tmp_path):
     pipeline = load_pipeline([mat_only, color_only])
     assert set(pipeline.networks) == {"mat_G", "color_G"}
     assert pipeline.files["color_G"].parent == color_only
-    assert "MAT -> colorizer" in pipeline.describe()
+    assert "MAT (tile) -> colorizer (full)" in pipeline.describe()
 
 
 def test_bad_model_directories_are_named_in_the_error(tmp_path, tiny_export):
