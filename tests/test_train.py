@@ -157,8 +157,7 @@ def test_sigkill_mid_run_resumes_into_same_mlflow_run(tmp_path, tiny_shards):
     while time.time() < deadline and not (ckpts / f"step-{target:08d}").is_dir():
         assert proc.poll() is None, (tmp_path / "launch.log").read_text()[-4000:]
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_tree(proc)
     _, run_before = the_run(tmp_path, "kill")
 
     proc = launch_two_ranks(tmp_path, tiny_shards, *args, cwd=tmp_path)
