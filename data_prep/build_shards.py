@@ -26,10 +26,11 @@ import argparse
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,27 +349,49 @@ def remove_stale(out: Path, planned: set[str]) -> None:
             receipt.unlink()
 
 
+SampleResult = tuple[dict | None, list[str] | None]  # (the encoded sample, or [path at fault, reason])
+
+
+def sample_or_reject(job: tuple[Source, Path, str, dict]) -> SampleResult:
+    """`build_sample` for one (source, root, split, shaping arguments); a bad sample comes back as its reject.
+    Runs in the worker processes of a parallel build."""
+    src, root, split, shaping = job
+    try:
+        return build_sample(src, root, split=split, **shaping), None
+    except SampleError as err:
+        return None, [err.path, str(err)]
+
+
 def write_shard(
-    plan: ShardPlan, root: Path, out: Path, *, mode: str, size: int, seed: int, strict: bool, val_masks: str = "mixture"
+    plan: ShardPlan,
+    root: Path,
+    out: Path,
+    *,
+    mode: str,
+    size: int,
+    seed: int,
+    strict: bool,
+    val_masks: str = "mixture",
+    built: Iterable[SampleResult] | None = None,
 ) -> dict:
-    """Build one shard atomically; returns its receipt (count, bytes, sha256, rejects, recipe)."""
+    """Build one shard atomically; returns its receipt (count, bytes, sha256, rejects, recipe). `built`: the
+    results of `plan.sources` in order when worker processes made them, else they are made here."""
     recipe = shard_recipe(plan, root, mode=mode, size=size, seed=seed, val_masks=val_masks)
     _receipt_path(out, plan.name).unlink(missing_ok=True)  # no receipt vouches for this name until it is rebuilt
+    shaping = {"mode": mode, "size": size, "seed": seed, "val_masks": val_masks}
+    if built is None:
+        built = (sample_or_reject((src, root, plan.split, shaping)) for src in plan.sources)
     tmp = out / f"{plan.name}.tar.tmp"
     rejects = []
     count = 0
     with open(tmp, "wb") as fh:
         writer = wds.TarWriter(fh, mtime=0.0)
         try:
-            for src in plan.sources:
-                try:
-                    sample = build_sample(
-                        src, root, mode=mode, size=size, seed=seed, split=plan.split, val_masks=val_masks
-                    )
-                except SampleError as err:
+            for sample, reject in built:
+                if reject is not None:
                     if strict:
-                        raise BuildError(f"{err.path}: {err}") from err
-                    rejects.append([err.path, str(err)])
+                        raise BuildError(f"{reject[0]}: {reject[1]}")
+                    rejects.append(reject)
                     continue
                 writer.write(sample)
                 count += 1
@@ -383,10 +406,6 @@ def write_shard(
     path.with_suffix(".tmp").write_text(json.dumps(receipt))
     path.with_suffix(".tmp").replace(path)
     return receipt
-
-
-def _write_shard_job(args: tuple) -> dict:
-    return write_shard(*args[:3], **args[3])
 
 
 # -- the build -----------------------------------------------------------------------------------------------
@@ -433,15 +452,23 @@ def build(
     shaping = {"mode": mode, "size": size, "seed": seed, "val_masks": val_masks}
     todo = [p for p in plans if not shard_is_complete(out, p.name, shard_recipe(p, root, **shaping))]
     options = {**shaping, "strict": strict}
-    jobs = [(p, root, out, options) for p in todo]
     bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards")
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(_write_shard_job, jobs):
+    if workers > 1 and sum(len(p.sources) for p in todo) > 1:
+        # the samples (decode, check, encode: nearly all the work) are made by a pool, in order, across shard
+        # boundaries; this process writes them into the shards one after another, so the bytes are those of a
+        # one-process build and any number of workers is used whatever the number of shards
+        pool = ProcessPoolExecutor(max_workers=workers)
+        try:
+            jobs = [(src, root, plan.split, shaping) for plan in todo for src in plan.sources]
+            results = pool.map(sample_or_reject, jobs)
+            for plan in todo:
+                write_shard(plan, root, out, **options, built=itertools.islice(results, len(plan.sources)))
                 bar.update(1)
+        finally:  # a stop (--strict, Ctrl-C) does not wait for the samples still queued
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
-        for job in jobs:
-            _write_shard_job(job)
+        for plan in todo:
+            write_shard(plan, root, out, **options)
             bar.update(1)
     bar.close()
 

@@ -134,3 +134,28 @@ def test_bf16_generator_stays_close_to_fp32_at_512(monkeypatch):
     assert torch.isfinite(out).all()
     lost = inputs[1] == 0
     assert (out - ref).abs()[lost.expand_as(out)].mean() < 0.1 * ref.abs()[lost.expand_as(ref)].mean() + 1e-3
+
+
+def test_activations_are_channels_last_on_cuda():
+    """cuDNN's tensor-core convolutions work in NHWC: MAT keeps that layout end to end on a GPU."""
+    from restoration.models.layers import Conv2dLayer, ModulatedConv2d
+    from restoration.models.mat import build_discriminator
+
+    G = build_generator(MATConfig(preset="official256")).to(CUDA)
+    D = build_discriminator(MATConfig(preset="official256")).to(CUDA)
+    seen = []
+    for net in (G, D):
+        for m in net.modules():
+            if isinstance(m, Conv2dLayer | ModulatedConv2d):
+                m.register_forward_pre_hook(
+                    lambda mod, args: (
+                        seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+                        if args[0].shape[-1] > 4
+                        else None
+                    )  # D's last 4x4 conv follows a concat
+                )
+    img, known, z, c = (t.to(CUDA) for t in official_inputs(256))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out, stg1 = G(img, known, z, c, return_stg1=True)
+        D(out, known, stg1, c)
+    assert all(seen)

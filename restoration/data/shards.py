@@ -23,6 +23,8 @@ import functools
 import io
 import json
 import logging
+import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,11 @@ import torch
 import webdataset as wds
 from PIL import Image
 from torch import Tensor
+
+try:  # libpng straight into a tensor (torchvision 0.29 deprecates its image IO for TorchCodec: PIL is the fallback)
+    from torchvision.io import decode_png
+except ImportError:  # pragma: no cover - a torchvision without image IO
+    decode_png = None
 
 from restoration.data.color import rgb_to_gray_u8, u8_to_signed
 from restoration.data.masks import MaskConfig, sample_known_mask
@@ -83,6 +90,28 @@ def _png(data: bytes, mode: str) -> Image.Image:
     return img if img.mode == mode else img.convert(mode)  # convert() copies even when the mode already matches
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOR_TYPE = {"RGB": 2, "L": 0}
+
+
+def _png_array(data: bytes, mode: str, size: int) -> np.ndarray | None:
+    """The pixels of an 8-bit PNG that is already in `mode` and `size` x `size` (what the shard builder writes),
+    decoded by libpng straight into an array: (H, W, 3) for RGB, (H, W) for L. Lossless, so the same values as PIL,
+    without PIL's copy out of its image. None for anything else, left to PIL."""
+    if decode_png is None or len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if (width, height) != (size, size) or data[24] != 8 or data[25] != _PNG_COLOR_TYPE[mode]:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pixels = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8))  # (C, H, W) view of (H, W, C)
+    except RuntimeError:  # damaged: PIL decides, with its own message
+        return None
+    return pixels.permute(1, 2, 0).numpy() if mode == "RGB" else pixels[0].numpy()
+
+
 class CorruptSample(ValueError):
     pass
 
@@ -91,14 +120,21 @@ def decode(sample: dict, size: int) -> dict:
     """Raw tar sample -> uint8 arrays at `size` (gt (H, W, 3); known (H, W) in {0, 1} when present) + fill."""
     key = sample.get("__key__", "?")
     try:
-        gt = _png(sample["gt.png"], "RGB")
+        gt = _png_array(sample["gt.png"], "RGB", size)
+        if gt is None:
+            gt = _png(sample["gt.png"], "RGB")
         meta = json.loads(sample["json"]) if "json" in sample else {}
-        known = _png(sample["known.png"], "L") if "known.png" in sample else None
+        known = None
+        if "known.png" in sample:
+            known = _png_array(sample["known.png"], "L", size)
+            if known is None:
+                known = _png(sample["known.png"], "L")
     except Exception as err:  # noqa: BLE001 - any decoding problem makes the sample unusable
         raise CorruptSample(f"sample {key} from {sample.get('__url__', '?')}: {type(err).__name__}: {err}") from err
-    if gt.size != (size, size):
+    if isinstance(gt, Image.Image) and gt.size != (size, size):
         gt = gt.resize((size, size), Image.Resampling.BICUBIC)
         if known is not None:
+            known = Image.fromarray(known) if isinstance(known, np.ndarray) else known
             known = known.resize((size, size), Image.Resampling.NEAREST)
     out = {"key": key, "gt": np.asarray(gt), "fill": int(meta.get("fill", 0))}
     if known is not None:
@@ -106,10 +142,24 @@ def decode(sample: dict, size: int) -> dict:
     return out
 
 
+def _stacked(arrays: list[np.ndarray]) -> Tensor:
+    """`np.stack` into a tensor; in a loader worker straight into shared memory, which the DataLoader then hands
+    to the main process without copying it again (what torch's default_collate does)."""
+    shape = (len(arrays), *arrays[0].shape)
+    dtype = torch.from_numpy(np.empty(0, arrays[0].dtype)).dtype
+    if torch.utils.data.get_worker_info() is None:
+        out = torch.empty(shape, dtype=dtype)
+    else:
+        storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(math.prod(shape))
+        out = torch.empty(0, dtype=dtype).new(storage).view(shape)
+    np.stack(arrays, out=out.numpy())
+    return out
+
+
 def collate(samples: list[dict], corrupt: int) -> dict:
     return {
-        "gt": torch.from_numpy(np.stack([s["gt"] for s in samples])).permute(0, 3, 1, 2),  # (B, 3, H, W) view
-        "known": torch.from_numpy(np.stack([s["known"] for s in samples]))[:, None],  # (B, 1, H, W)
+        "gt": _stacked([s["gt"] for s in samples]).permute(0, 3, 1, 2),  # (B, 3, H, W) view of (B, H, W, 3)
+        "known": _stacked([s["known"] for s in samples])[:, None],  # (B, 1, H, W)
         "fill": torch.tensor([s["fill"] for s in samples], dtype=torch.uint8),
         "key": [s["key"] for s in samples],
         "corrupt": corrupt,

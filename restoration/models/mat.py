@@ -45,6 +45,7 @@ from restoration.models.layers import (
     PartialConv2d,
     StyleConv,
     ToRGB,
+    preferred_format,
 )
 from restoration.models.mat_transformer import BasicLayer, PatchResample, feature2token, token2feature
 
@@ -189,7 +190,7 @@ class FirstStage(nn.Module):
         noise_mode: str = "random",
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        x = torch.cat([known - 0.5, img * known], dim=1)
+        x = torch.cat([known - 0.5, img * known], dim=1).contiguous(memory_format=preferred_format(img))
         skips = []
         x, mask = self.conv_first(x, known)
         skips.append(x)
@@ -218,7 +219,7 @@ class FirstStage(nn.Module):
                 x = x * keep + noise_map * (1 - keep)
                 global_style = self.to_style(self.down_conv(token2feature(x, size)).flatten(start_dim=1))
                 style = torch.cat([global_style, w_style], dim=1)
-        x = token2feature(x, size).contiguous()
+        x = token2feature(x, size)
         img_out = None
         for i, block in enumerate(self.dec_conv):
             x, img_out = block(x, img_out, style, skips[len(self.dec_conv) - i - 1], noise_mode)
@@ -354,7 +355,8 @@ class SynthesisNet(nn.Module):
     def forward(self, img, known, ws, noise_mode="random", return_stg1=False, generator=None):
         out_stg1 = self.first_stage(img, known, ws, noise_mode=noise_mode, generator=generator)
         x = img * known + out_stg1 * (1 - known)
-        feats = self.enc(torch.cat([known - 0.5, x, img * known], dim=1))
+        x = torch.cat([known - 0.5, x, img * known], dim=1)
+        feats = self.enc(x.contiguous(memory_format=preferred_format(x)))
         bottom = self.enc.levels[-1]
         fea = feats[bottom]
         keep = bernoulli_keep(tuple(fea.shape), fea, generator).to(fea.dtype)
@@ -433,9 +435,10 @@ class Discriminator(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, img: Tensor, known_mask: Tensor, img_stg1: Tensor, c: Tensor | None = None):
-        x = self.Dis(torch.cat([known_mask - 0.5, img], dim=1))
+        layout = preferred_format(img)
+        x = self.Dis(torch.cat([known_mask - 0.5, img], dim=1).contiguous(memory_format=layout))
         x = self.fc1(self.fc0(x.flatten(start_dim=1)))  # flatten NCHW: channel-major, as MAT
-        y = self.Dis_stg1(torch.cat([known_mask - 0.5, img_stg1], dim=1))
+        y = self.Dis_stg1(torch.cat([known_mask - 0.5, img_stg1], dim=1).contiguous(memory_format=layout))
         y = self.fc1_stg1(self.fc0_stg1(y.flatten(start_dim=1)))
         return x, y
 

@@ -13,7 +13,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from restoration.models.attention import WindowAttention, shifted_window_mask, window_partition, window_reverse
-from restoration.models.layers import FullyConnectedLayer, PartialConv2d
+from restoration.models.layers import FullyConnectedLayer, PartialConv2d, preferred_format
 
 
 def feature2token(x: Tensor) -> Tensor:
@@ -24,8 +24,10 @@ def feature2token(x: Tensor) -> Tensor:
 
 
 def token2feature(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B, H*W, C) -> (B, C, H, W)."""
-    return rearrange(x, "b (h w) c -> b c h w", h=size[0], w=size[1])
+    """(B, H*W, C) -> (B, C, H, W) in the convolutions' layout for the device (`preferred_format`): contiguous
+    tokens already are channels-last, the standard layout costs a copy (as in MAT)."""
+    feat = rearrange(x, "b (h w) c -> b c h w", h=size[0], w=size[1])
+    return feat.contiguous(memory_format=preferred_format(feat))
 
 
 class Mlp(nn.Module):

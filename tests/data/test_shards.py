@@ -239,3 +239,28 @@ def test_two_ranks_get_equal_train_batches_and_disjoint_complete_val(shards, tmp
     single = [k for b in make_val_loader(DataConfig(root=shards, image_size=32), batch_size=2, rank=0, world_size=1)
               for k in b["key"]]  # fmt: skip
     assert val0 | val1 == set(single)
+
+
+def test_the_libpng_path_gives_pil_pixels_and_leaves_every_other_png_to_pil():
+    from restoration.data.shards import _png, _png_array
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+    def png(img: Image.Image) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
+
+    for img, mode in ((Image.fromarray(rgb), "RGB"), (Image.fromarray(rgb[..., 0]), "L")):
+        data = png(img)
+        fast = _png_array(data, mode, 32)
+        assert fast is not None
+        assert np.array_equal(fast, np.asarray(_png(data, mode)))
+        assert _png_array(data, mode, 16) is None  # another size: PIL decodes, decode() resizes
+    others = [Image.fromarray(rgb).convert("RGBA"), Image.fromarray(rgb).convert("P"),
+              Image.fromarray(rgb[..., 0].astype(np.uint16) * 257), Image.fromarray(rgb[..., 0])]  # fmt: skip
+    assert all(_png_array(png(img), "RGB", 32) is None for img in others)
+    damaged = png(Image.fromarray(rgb))
+    assert _png_array(damaged[: len(damaged) // 2], "RGB", 32) is None  # PIL then names the error
+    assert _png_array(b"not a png at all, long enough to have a header", "RGB", 32) is None

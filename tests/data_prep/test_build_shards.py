@@ -182,3 +182,26 @@ def test_contest_test_csv_with_inputs_only(tmp_path):
     samples = read_shards(tmp_path / "out")
     assert manifest["totals"]["train"] == 3
     assert all(set(s) == {"input.png", "json"} for s in samples.values())
+
+
+def test_workers_build_the_same_bytes_and_stop_at_the_first_bad_input_under_strict(tmp_path):
+    """The pool makes the samples, this process writes them in order: shards, manifest and rejects are those of a
+    one-process build, whatever the number of shards (here fewer shards than workers)."""
+    make_contest_layout(tmp_path / "data")
+    outs = {}
+    for workers in (1, 3):
+        outs[workers] = tmp_path / f"w{workers}"
+        build("contest", tmp_path / "data", outs[workers], val_fraction=0.25, samples_per_shard=100, workers=workers,
+              progress=False)  # fmt: skip
+    for name in ("manifest.json", "rejected.csv"):
+        assert (outs[3] / name).read_text().replace("w3", "w1") == (outs[1] / name).read_text()
+    tars = sorted(p.name for p in outs[1].glob("*.tar"))
+    assert tars == sorted(p.name for p in outs[3].glob("*.tar"))
+    assert all((outs[1] / t).read_bytes() == (outs[3] / t).read_bytes() for t in tars)
+    lines = (tmp_path / "data" / "train.csv").read_text().splitlines()
+    decode_time = ("./train_input/TRAIN_", "./train_input/BAD_trunc")  # good pairs and one only a decode rejects
+    sample_level = [lines[0]] + [line for line in dict.fromkeys(lines[1:]) if line.startswith(decode_time)]
+    (tmp_path / "data" / "strict.csv").write_text("\n".join(sample_level) + "\n")
+    with pytest.raises(BuildError, match="BAD_trunc"):
+        build("contest", tmp_path / "data", tmp_path / "strict", csv_name="strict.csv", strict=True, workers=2,
+              samples_per_shard=4, progress=False)  # fmt: skip
