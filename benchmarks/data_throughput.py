@@ -119,7 +119,7 @@ def profile(work: Path, size: int, batch: int) -> None:
     for d, (known, fill) in zip(decoded, masks):
         d["known"], d["fill"] = known, fill
     clock("collate (stack)", lambda: [S.collate(decoded[i : i + batch], 0) for i in range(0, n - batch + 1, batch)])
-    stage = S.train_samples_to_batches(cfg, batch, seed=0, rank=0)
+    stage = S.train_samples_to_batches(cfg, batch, seed=0, rank=0, shard_errors=S.ShardErrors("train"))
     clock("whole worker stage, no workers", lambda: list(stage(iter(raws))))
     print(f"\nper-sample cost of each stage ({n} samples at {size} px, 1 thread):")
     for name, ms in timings.items():

@@ -14,7 +14,9 @@
 5. scores two classical answers on the same held-out crops, the way the contest would (`restoration.anchors`): the
    masked input returned unchanged and a classical fill of the gray (OpenCV Telea, or scikit-image's biharmonic
    fill where OpenCV is not installed), so the trained score is read against what needs no training; and the
-   trained colorizer over that classical fill instead of MAT (`restoration-predict --inpaint-mode fill`).
+   trained model in the inpaint mode it did not choose. When training ends, the model is scored on the val split
+   with MAT and with the classical fill under its colorizer, and the better becomes its default
+   (`restoration/mode_choice.py`): a MAT trained for minutes on CPU usually loses to the fill on the hole's SSIM.
 Extra `key=value` arguments override the demo config (e.g. `run.max_steps=50`).
 """
 
@@ -36,6 +38,7 @@ from restoration.config import load_config
 from restoration.data.exact_mask import known_from_pair
 from restoration.image_io import write_png_atomic
 from restoration.recipe import TrainConfig
+from restoration.weights import resolve_source
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -101,14 +104,16 @@ def print_comparison(run_dir: Path) -> None:
     from restoration import predict
     from restoration.evaluate import evaluate_files
 
-    rows = {"restoration-predict (trained model)": json.loads(scores.read_text())["mean"]}
-    fill_dir = run_dir / "demo-predictions-fill"  # the trained colorizer over a classical fill instead of MAT
-    fill_args = ["--model", str(run_dir), "--input", str(contest / "test.csv"), "--out", str(fill_dir),
-                 "--inpaint-mode", "fill"]  # fmt: skip
-    print("\n$ restoration-predict " + " ".join(fill_args))
-    if predict.main(fill_args) == 0:
-        fill_scores = evaluate_files(fill_dir, contest / "gt", inputs=[str(contest / "test.csv")])
-        rows["  same, --inpaint-mode fill"] = fill_scores["mean"]
+    chosen = chosen_inpaint_mode(run_dir)
+    rows = {f"restoration-predict (trained, {chosen})": json.loads(scores.read_text())["mean"]}
+    other = "tile" if chosen == "fill" else "fill"  # MAT, or the trained colorizer over a classical fill
+    other_dir = run_dir / f"demo-predictions-{other}"
+    other_args = ["--model", str(run_dir), "--input", str(contest / "test.csv"), "--out", str(other_dir),
+                  "--inpaint-mode", other]  # fmt: skip
+    print("\n$ restoration-predict " + " ".join(other_args))
+    if predict.main(other_args) == 0:
+        other_scores = evaluate_files(other_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+        rows[f"  same, --inpaint-mode {other}"] = other_scores["mean"]
     anchors = score_anchors(contest, run_dir / "demo-anchors")
     rows["the masked input unchanged"] = anchors["input"]["mean"]
     rows[f"classical fill ({fill_method('telea')}), no color"] = anchors["telea"]["mean"]
@@ -116,6 +121,11 @@ def print_comparison(run_dir: Path) -> None:
     print(f"{'':<38} {'S':>7} {'M':>7} {'C':>7} {'score':>7} {'PSNR':>7}")
     for name, m in rows.items():
         print(f"{name:<38} {m['S']:7.4f} {m['M']:7.4f} {m['C']:7.4f} {m['score']:7.4f} {m['psnr']:7.2f}")
+
+
+def chosen_inpaint_mode(run_dir: Path) -> str:
+    """The inpaint mode the training measured best on the val split and recorded (`mode_choice.py`)."""
+    return (resolve_source(run_dir).meta.get("inference") or {}).get("inpaint_mode", "tile")
 
 
 def read_evals(run_dir: Path) -> list[dict]:

@@ -14,8 +14,10 @@ is then filled is the `inpaint_mode`:
   biharmonic where OpenCV is missing), the smooth answer the contest's M rewards.
 The colorizer is fully convolutional; `color_mode` `full` runs it on the whole canvas, `resize` runs it at its
 training resolution (`pipeline.json` `image_size`) and upsamples only its chroma under the full-resolution luma.
-Defaults come from the `inference` field of `pipeline.json` (written by the quality study after measuring the
-modes), else `tile` and `full`.
+Defaults come from the `inference` field of `pipeline.json` (the inpaint mode is measured at the end of a `joint`
+training, `mode_choice.py`; the quality study measures and records both), else `tile` and `resize`. `resize` is the
+color default because a colorizer run on photos larger than it was trained on loses color (BENCHMARKS.md: C 0.339
+`full` vs 0.426 `resize` for a 128 px colorizer on 512 px photos) and it changes nothing on photos no larger.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Pipeline:
     files: dict[str, Path] = field(default_factory=dict)
     truncation_psi: float = INFERENCE_TRUNCATION  # MAT's style: 0 = the mean style (best contest score), 1 = sampled
     inpaint_mode: InpaintMode = "tile"
-    color_mode: ColorMode = "full"
+    color_mode: ColorMode = "resize"
     color_size: int | None = None  # the colorizer's training resolution (`color_mode="resize"`)
     bf16: bool = False  # networks under bf16 autocast on their device (GPU or CPU); fp32 by default
 
@@ -237,7 +239,7 @@ def load_pipeline(
     runs them under bf16 autocast (the weights stay fp32).
 
     Modes left as None come from the first source whose `pipeline.json` records them (`inference`), else `tile`
-    and `full`."""
+    and `resize`."""
     resolved = [resolve_source(s) for s in sources]
     if not resolved:
         raise ModelSourceError("no model given")
@@ -264,7 +266,7 @@ def load_pipeline(
         log.info("%s <- %s", name, path)
     recorded = [s.meta.get("inference") or {} for s in resolved]
     inpaint_mode = inpaint_mode or next((r["inpaint_mode"] for r in recorded if "inpaint_mode" in r), "tile")
-    color_mode = color_mode or next((r["color_mode"] for r in recorded if "color_mode" in r), "full")
+    color_mode = color_mode or next((r["color_mode"] for r in recorded if "color_mode" in r), "resize")
     return Pipeline(
         networks=networks, device=device, files=files, truncation_psi=truncation_psi, inpaint_mode=inpaint_mode,
         color_mode=color_mode, color_size=color_size, bf16=bf16,

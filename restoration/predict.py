@@ -165,12 +165,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--inpaint-mode", choices=INPAINT_MODES, default=None,
         help="tile: MAT window by window; resize: MAT on the whole image resized to its window, the fill upsampled; "
-        "fill: classical fill (OpenCV Telea, else biharmonic), no MAT (default: the model's pipeline.json, else tile)",
+        "fill: classical fill (OpenCV Telea, else biharmonic), no MAT (default: the model's pipeline.json, measured "
+        "when a joint training ended, else tile)",
     )  # fmt: skip
     parser.add_argument(
         "--color-mode", choices=COLOR_MODES, default=None,
         help="full: colorizer on the whole image; resize: chroma at the colorizer's training resolution, upsampled "
-        "under the full-resolution luma (default: the model's pipeline.json, else full)",
+        "under the full-resolution luma (default: the model's pipeline.json, else resize)",
     )  # fmt: skip
     parser.add_argument("--skip-existing", action="store_true", help="keep outputs already in --out (resume a run)")
     parser.add_argument("--strict", action="store_true", help="exit with 1 when any input had to be skipped")

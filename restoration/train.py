@@ -216,10 +216,29 @@ def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Trac
     if not report["in_sync"]:
         log.warning("DDP replicas diverged: parameter checksums %s", report["checksums"])
     final_dir = task.parts.export(run_dir / "final", cfg)
+    if cfg.stage == "joint" and cfg.run.choose_mode_samples > 0:
+        record_best_mode(final_dir, cfg, accelerator.device, tracker)
     tracker.log_dir(final_dir, "final")
     accelerator.print(f"done: final weights in {final_dir}")
     if cfg.run.log_model and tracker.run_id and cfg.stage in ("joint", "gan_baseline"):
         log_model(final_dir, default_tracking_uri(cfg.run.output_dir), tracker.run_id, cfg.run.register_model)
+
+
+def record_best_mode(final_dir: Path, cfg: TrainConfig, device: torch.device, tracker: Tracker) -> None:
+    """MAT or a classical fill under the trained colorizer, whichever restores the val split better, becomes the
+    export's default inpaint mode (`restoration/mode_choice.py`); a failure only warns (`tile` stays the default)."""
+    from restoration.mode_choice import choose_inpaint_mode
+
+    try:
+        best, results = choose_inpaint_mode(final_dir, cfg.data, device, cfg.run.choose_mode_samples)
+    except Exception as err:  # noqa: BLE001 - the weights are exported; predict can still take --inpaint-mode
+        log.warning("could not measure the inference modes (%s: %s); the default stays `tile`", type(err).__name__, err)
+        return
+    for mode, m in results.items():
+        line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
+        print(f"inpaint mode {mode:>4} on the val split: {line}" + ("  <- default" if mode == best else ""))
+        tracker.log_metrics({f"mode_{mode}/{k}": m[k] for k in ("S", "M", "C", "score")}, step=cfg.run.max_steps)
+    tracker.log_params({"inference.inpaint_mode": best})
 
 
 def log_model(final_dir: Path, tracking_uri: str, run_id: str, register_as: str) -> None:

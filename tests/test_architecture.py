@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("restoration.weights", "data_prep"),  # exported weights; shard building and the built-in data
     ("restoration.recipe", "restoration.tracking", "restoration.pipeline", "restoration.validation"),
-    ("restoration.tasks",),
+    ("restoration.tasks", "restoration.mode_choice"),
     ("restoration.mlflow_model", "restoration.evaluate"),
     (  # entry points and CLIs
         "restoration.train", "restoration.predict", "restoration.export", "restoration.demo",

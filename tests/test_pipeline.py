@@ -95,7 +95,7 @@ def test_two_exports_chain_first_match_per_network(tmp_path):
     pipeline = load_pipeline([mat_only, color_only])
     assert set(pipeline.networks) == {"mat_G", "color_G"}
     assert pipeline.files["color_G"].parent == color_only
-    assert "MAT (tile) -> colorizer (full)" in pipeline.describe()
+    assert "MAT (tile) -> colorizer (resize)" in pipeline.describe()
 
 
 def test_bad_model_directories_are_named_in_the_error(tmp_path, tiny_export):
@@ -164,7 +164,10 @@ def test_modes_recorded_in_pipeline_json_are_the_defaults(tmp_path):
     from restoration.weights import record_inference
 
     export = write_tiny_export(tmp_path / "final")
-    assert load_pipeline([export]).inpaint_mode == "tile"
+    unrecorded = load_pipeline([export])
+    assert (unrecorded.inpaint_mode, unrecorded.color_mode) == ("tile", "resize")
+    record_inference(export, color_mode="full")
+    assert load_pipeline([export]).color_mode == "full"
     record_inference(export, inpaint_mode="fill", color_mode="resize")
     pipeline = load_pipeline([export])
     assert (pipeline.inpaint_mode, pipeline.color_mode, pipeline.color_size) == ("fill", "resize", 64)
