@@ -89,15 +89,18 @@ def continue_schedule(optim: OptimConfig, S: int) -> list[str]:
 
 
 def plan(out: Path, S: int, optim: OptimConfig) -> list[Arm]:
+    """The arms' runs. Checkpoints every S/4 (kept: the last 4), so (c) starts from (b) at S/2 and the learning
+    curve reads every arm at S/4, S/2, 3S/4 and S."""
     half = S // 2
+    every = S // 4 if S % 4 == 0 else half
     ckpt = lambda run: out / run / "checkpoints" / f"step-{half:08d}"  # noqa: E731
     return [
-        Arm("a-baseline", "gan_baseline", 2 * S, 2 * S),
-        Arm("b-inpaint", "inpaint", S, half),
-        Arm("b-colorize", "colorize", S, half),
+        Arm("a-baseline", "gan_baseline", 2 * S, 2 * every),
+        Arm("b-inpaint", "inpaint", S, every),
+        Arm("b-colorize", "colorize", S, every),
         Arm("c-joint", "joint", S - half, S - half, [ckpt("b-inpaint"), ckpt("b-colorize")],
             continue_schedule(optim, S)),
-        Arm("d-joint-e2e", "joint", S, S),
+        Arm("d-joint-e2e", "joint", S, every),
     ]  # fmt: skip
 
 
@@ -264,12 +267,42 @@ def train_arm(config: Path, out: Path, shards: Path, arm: Arm, extra: list[str],
 # -- evaluation ----------------------------------------------------------------------------------------------
 
 
-def sources(out: Path, parts: list[str], S: int) -> list[Path]:
+def sources(out: Path, parts: list[str], S: int, step: int | None = None) -> list[Path]:
+    """The model directories of a pipeline's runs: their final exports, their checkpoints at S/2 (`name@half`), or
+    every part's checkpoint at `step` (the learning curve)."""
     paths = []
     for part in parts:
         name, _, at = part.partition("@")
-        paths.append(out / name / "checkpoints" / f"step-{S // 2:08d}" if at == "half" else out / name)
+        at_step = S // 2 if at == "half" else step
+        paths.append(out / name / "checkpoints" / f"step-{at_step:08d}" if at_step is not None else out / name)
     return paths
+
+
+# -- statistics over seeds and photos --------------------------------------------------------------------------
+
+
+def per_image(result: dict, key: str = "score") -> dict[str, float]:
+    return {r["name"]: r[key] for r in result["images"]}
+
+
+def bootstrap_diff(
+    a: list[dict[str, float]], b: list[dict[str, float]], resamples: int = 5000, seed: int = 0
+) -> dict[str, float]:
+    """Mean of (a - b) and its 95 % interval by a two-level paired bootstrap: seeds drawn with replacement (a's and
+    b's runs of one seed stay paired), then photos drawn with replacement (the same photos for both), so the
+    interval holds both the run-to-run spread of training and the choice of photos."""
+    names = sorted(set.intersection(*(set(x) for x in a + b)))
+    A = np.array([[x[n] for n in names] for x in a])  # (seeds, photos)
+    B = np.array([[x[n] for n in names] for x in b])
+    diff = A - B
+    rng = np.random.default_rng(seed)
+    k, n = diff.shape
+    draws = np.empty(resamples)
+    for i in range(resamples):
+        rows = diff[rng.integers(0, k, k)]
+        draws[i] = rows[:, rng.integers(0, n, n)].mean()
+    return {"mean": float(diff.mean()), "lo": float(np.percentile(draws, 2.5)), "hi": float(np.percentile(draws, 97.5)),
+            "wins": int((diff.mean(axis=0) > 0).sum()), "photos": n, "seeds": k}  # fmt: skip
 
 
 def restore_all(model: list[Path], samples: list[dict], pred_dir: Path, batch: int = 16) -> list[np.ndarray]:
@@ -306,38 +339,16 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu128")
-    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "photos", help="color photos")
-    parser.add_argument("--shards", type=Path, default=None, help="existing shards instead of --photos")
-    parser.add_argument("--steps", type=int, default=None, help="S, the steps per stage (default: the preset's)")
-    parser.add_argument("--out", type=Path, default=None, help="default: the config's run.output_dir")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--tag", default="", help="suffix of the result files (for variants)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every arm")
-    parser.add_argument("--arms", default="abcd", help="which arms to train and score, e.g. 'b' (c needs b's runs)")
-    parser.add_argument("--contest-size", type=int, default=512, help="also score the held-out photos at this size "
-                        "as the contest does (through restoration-predict, with the anchors); 0 skips it")  # fmt: skip
-    ns = parser.parse_args(argv)
-    letters = set(ns.arms)
+def seed_dir(out: Path, seed: int, seeds: list[int]) -> Path:
+    """Where one seed's runs live: `out` itself for a one-seed study of seed 0 (the layout of earlier studies),
+    else `out/seed-<k>`."""
+    return out if seeds == [0] else out / f"seed-{seed}"
 
-    config_rel, default_steps = PRESETS[ns.preset]
-    config = ROOT / config_rel
-    cfg = load_config(TrainConfig, config, ns.set)
-    S = ns.steps or default_steps
-    out = (ns.out or cfg.run.output_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    shards = ns.shards or build_data(ns.photos, out, cfg.data.image_size)
-    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
 
-    for arm in plan(out, S, cfg.optim):
-        if arm.name[0] in letters or (arm.name[0] == "b" and "c" in letters):
-            train_arm(config, out, shards, arm, ns.set, timings)
-
-    eval_dir = out / "eval"
-    samples = val_samples(shards, eval_dir)
-    print(f"\nscoring {len(samples)} held-out photos with their true contest-style masks")
+def score_seed(
+    out: Path, S: int, letters: set[str], samples: list[dict], eval_dir: Path, timings: dict, cfg: TrainConfig
+) -> tuple[list[dict], dict[str, list[np.ndarray]]]:
+    """Every pipeline of one seed restored and scored on the held-out photos (true masks); one MLflow run each."""
     t = lambda *runs: sum(timings.get(r, float("nan")) for r in runs)  # noqa: E731
     train_s = {
         "(a) one GAN (notebook baseline)": t("a-baseline"),
@@ -352,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         if name[1] not in letters:
             continue
         slug = name.split(")")[0].strip("(") + ("-start" if "start:" in name else "")
-        pred_dir = eval_dir / f"pred-{slug}"
+        pred_dir = out / "eval" / f"pred-{slug}"
         outputs[name] = restore_all(sources(out, parts, S), samples, pred_dir)
         result = evaluate_files(pred_dir, eval_dir / "gt", masks=eval_dir / "masks")
         rows.append({"name": name, "training": training, "train_s": train_s[name], **result})
@@ -361,28 +372,136 @@ def main(argv: list[str] | None = None) -> int:
         tracker.start(tracking_uri=tracking_uri, experiment=cfg.run.experiment, run_name=f"eval {name}", run_id=run_id)
         tracker.log_metrics({f"study/{k}": v for k, v in result["mean"].items()}, step=S)
         tracker.end()
+    return rows, outputs
 
+
+def learning_curve(out: Path, S: int, name: str, samples: list[dict], eval_dir: Path) -> list[dict]:
+    """The held-out score of one pipeline at each kept checkpoint (S/4, S/2, 3S/4) and at the end."""
+    parts = PIPELINES[name][0]
+    steps = [S // 4, S // 2, 3 * S // 4] if S % 4 == 0 else [S // 2]
+    if name.startswith("(a)"):
+        steps = [2 * s for s in steps]
+    points = []
+    for step in [*steps, None]:
+        models = sources(out, parts, S, step)
+        if not all(m.exists() for m in models):
+            continue
+        pred_dir = out / "eval" / f"curve-{name[1]}-{step or 'final'}"
+        restore_all(models, samples, pred_dir)
+        result = evaluate_files(pred_dir, eval_dir / "gt", masks=eval_dir / "masks")
+        points.append({"step": step or (2 * S if name.startswith("(a)") else S), **result["mean"]})
+    return points
+
+
+def seeds_table(by_seed: dict[int, list[dict]]) -> tuple[str, dict]:
+    """Mean and spread over seeds per pipeline, and each pipeline against (b) with two-level bootstrap CIs."""
+    names = [r["name"] for r in next(iter(by_seed.values()))]
+    find = lambda seed, name: next(r for r in by_seed[seed] if r["name"] == name)  # noqa: E731
+    lines = ["| pipeline | seeds | S | M | C | score (mean +- sd over seeds) | vs (b): score diff [95 % CI], "
+             "photos won |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    summary = {}
+    ref = "(b) two-stage, trained separately"
+    for name in names:
+        runs = [find(seed, name) for seed in by_seed]
+        mean = {k: float(np.mean([r["mean"][k] for r in runs])) for k in KEYS}
+        sd = float(np.std([r["mean"]["score"] for r in runs], ddof=1)) if len(runs) > 1 else float("nan")
+        entry = {"mean": mean, "score_sd": sd, "seeds": len(runs)}
+        versus = ""
+        if name != ref and ref in names and "start:" not in name:
+            d = bootstrap_diff([per_image(r) for r in runs], [per_image(find(seed, ref)) for seed in by_seed])
+            entry["vs_b"] = d
+            versus = f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}], {d['wins']}/{d['photos']}"
+        summary[name] = entry
+        lines.append(f"| {name} | {len(runs)} | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | "
+                     f"**{mean['score']:.4f}** +- {sd:.4f} | {versus} |")  # fmt: skip
+    return "\n".join(lines), summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu128")
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "photos", help="color photos")
+    parser.add_argument("--shards", type=Path, default=None, help="existing shards instead of --photos")
+    parser.add_argument("--steps", type=int, default=None, help="S, the steps per stage (default: the preset's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (run.seed) per arm; with "
+                        "several, the table gives mean +- sd over seeds and bootstrap CIs against (b)")  # fmt: skip
+    parser.add_argument("--curve", action="store_true", help="also the learning curve of the best pipeline (seed "
+                        "of the first --seeds), from its checkpoints")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="default: the config's run.output_dir")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--tag", default="", help="suffix of the result files (for variants)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every arm")
+    parser.add_argument("--arms", default="abcd", help="which arms to train and score, e.g. 'b' (c needs b's runs)")
+    parser.add_argument("--contest-size", type=int, default=512, help="also score the held-out photos at this size "
+                        "as the contest does (through restoration-predict, with the anchors; first seed only); 0 "
+                        "skips it")  # fmt: skip
+    ns = parser.parse_args(argv)
+    letters = set(ns.arms)
+
+    config_rel, default_steps = PRESETS[ns.preset]
+    config = ROOT / config_rel
+    cfg = load_config(TrainConfig, config, ns.set)
+    S = ns.steps or default_steps
+    out = (ns.out or cfg.run.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    shards = ns.shards or build_data(ns.photos, out, cfg.data.image_size)
+    eval_dir = out / "eval"
+    samples = val_samples(shards, eval_dir)
+
+    by_seed: dict[int, list[dict]] = {}
+    outputs: dict[str, list[np.ndarray]] = {}
+    for seed in ns.seeds:
+        run_out = seed_dir(out, seed, ns.seeds)
+        run_out.mkdir(parents=True, exist_ok=True)
+        timings = json.loads((run_out / "timings.json").read_text()) if (run_out / "timings.json").is_file() else {}
+        extra = [*ns.set, *([f"run.seed={seed}"] if seed else [])]
+        for arm in plan(run_out, S, cfg.optim):
+            if arm.name[0] in letters or (arm.name[0] == "b" and "c" in letters):
+                train_arm(config, run_out, shards, arm, extra, timings)
+        print(f"\nseed {seed}: scoring {len(samples)} held-out photos with their true contest-style masks")
+        by_seed[seed], seed_outputs = score_seed(run_out, S, letters, samples, eval_dir, timings, cfg)
+        outputs = outputs or seed_outputs
+
+    first = ns.seeds[0]
+    rows = by_seed[first]
     budget = f"S = {S} steps per stage, batch {cfg.run.batch_size}, {cfg.data.image_size} px, {len(samples)} val photos"
     table = markdown_table(rows)
     ns.results.mkdir(parents=True, exist_ok=True)
     stem = f"quality_{ns.preset}{ns.tag}"
-    (ns.results / f"{stem}.md").write_text(f"{budget}\n\n{table}\n")
+    report = f"{budget}\n\nseed {first}:\n\n{table}\n"
     slim = [{k: r[k] for k in ("name", "training", "train_s", "mean", "count")} for r in rows]
-    (ns.results / f"{stem}.json").write_text(
-        json.dumps({"budget": budget, "overrides": ns.set, "rows": slim}, indent=2)
-    )
+    record: dict = {"budget": budget, "overrides": ns.set, "seeds": ns.seeds, "rows": slim}
+    if len(ns.seeds) > 1:
+        seeds_md, record["over_seeds"] = seeds_table(by_seed)
+        record["per_seed"] = {
+            seed: [{k: r[k] for k in ("name", "train_s", "mean")} for r in seed_rows]
+            for seed, seed_rows in by_seed.items()
+        }
+        report += f"\nover seeds {ns.seeds}:\n\n{seeds_md}\n"
+    if ns.curve:
+        candidates = [r for r in rows if "start:" not in r["name"] and not r["name"].startswith("(c)")]
+        best = max(candidates, key=lambda r: r["mean"]["score"])["name"]
+        points = learning_curve(seed_dir(out, first, ns.seeds), S, best, samples, eval_dir)
+        record["curve"] = {"pipeline": best, "points": points}
+        curve_md = "\n".join(f"| {p['step']} | {p['S']:.4f} | {p['M']:.4f} | {p['C']:.4f} | **{p['score']:.4f}** |"
+                              for p in points)  # fmt: skip
+        head = "| step | S | M | C | score |\n|---|---|---|---|---|"
+        report += f"\nlearning curve of {best} (seed {first}):\n\n{head}\n{curve_md}\n"
+    (ns.results / f"{stem}.md").write_text(report)
+    (ns.results / f"{stem}.json").write_text(json.dumps(record, indent=2))
     grid = panels(samples, {k: v for k, v in outputs.items() if "start:" not in k})
     Image.fromarray(grid).save(ns.results / f"{stem}_panels.png")
+    tracking_uri = default_tracking_uri(seed_dir(out, first, ns.seeds))
     summary = Tracker(enabled=True)
     summary.start(tracking_uri=tracking_uri, experiment=cfg.run.experiment, run_name=f"study summary {stem}")
     for path in (ns.results / f"{stem}.md", ns.results / f"{stem}_panels.png"):
         summary.log_artifact(path)
     summary.end()
-    print(f"\n{budget}\n\n{table}\n")
+    print(f"\n{report}")
     print(f"panels (input | a | b | c | d | ground truth): {ns.results / f'{stem}_panels.png'}")
     print(f"runs: mlflow ui --backend-store-uri {tracking_uri}")
     if ns.contest_size:
-        contest_study(ns, out, S, letters, stem)
+        contest_study(ns, seed_dir(out, first, ns.seeds), S, letters, stem)
     return 0
 
 

@@ -1,15 +1,20 @@
-"""The inpaint mode a trained pipeline restores best with, measured on its own val split when training ends.
+"""The inference settings a trained export restores best with, measured on its own val split when training ends.
 
 At CPU scale a MAT trained for minutes paints noisy texture in the hole, which the contest's M (SSIM in the lost
 region) scores below a classical fill of the gray; with the official weights at 512 px MAT is expected to win
-(BENCHMARKS.md, quality study). Which one a given model should use is therefore measured, not assumed: the trainer
-restores the val shards' samples (held-out photos, fixed masks, their true lost region) once with MAT (`tile`) and
-once with the classical `fill`, both under the trained colorizer, scores them with the contest metric and records
-the winner in the export's `pipeline.json` (`inference.inpaint_mode`), the default of `restoration-predict`,
-`restoration-evaluate` and the MLflow model. A tie keeps MAT.
+(BENCHMARKS.md, quality study). Which one a given model should use is therefore measured, not assumed: at the end of
+an `inpaint`, `colorize` or `joint` run the trainer restores the val shards' samples (held-out photos, fixed masks,
+their true lost region) with the export once in `tile` mode (MAT; a colorizer-only export leaves the hole as the
+input has it) and once with the classical `fill` (under the colorizer, if any), scores both with the contest metric
+and records the winner in the export's `pipeline.json` (`inference.inpaint_mode`), the default of
+`restoration-predict`, `restoration-evaluate` and the MLflow model. A tie keeps `tile`. Where a pipeline chains
+several exports, the first one that records a mode decides (`pipeline.load_pipeline`).
 
-Only the inpaint mode is chosen here: val samples are at the training size, where `tile` and `resize` (and the
-two color modes) restore the same pixels. The choice is made on the split that validation reports, so the score it
+With a colorizer, the strength of its color is measured next (`chroma_scale` 1, 0.75, 0.5, 0.25, on the chosen
+inpaint mode): the contest's S and M compare RGB channels with the truth, so an uncertain colorizer's wrong
+saturation costs SSIM, while C compares hue histograms, which a smaller chroma keeps. A user who wants full color
+passes `--chroma-scale 1`. Not chosen here: `resize` against `tile` and the two color modes, which restore the same
+pixels on val samples at the training size. The choice is made on the split that validation reports, so the score it
 records is slightly optimistic for that split; a two-way choice on a few hundred images has little room to
 overfit, and the quality study checks the default on photos no training run saw.
 """
@@ -27,11 +32,12 @@ from restoration.data.color import signed_to_u8
 from restoration.data.shards import DataConfig, make_val_loader, prepare_batch
 from restoration.metrics import contest_score, psnr
 from restoration.pipeline import load_pipeline
-from restoration.weights import record_inference
+from restoration.weights import record_inference, resolve_source
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = ("tile", "fill")  # MAT first: it is kept on a tie
+INPAINT_CANDIDATES = ("tile", "fill")  # `tile` first: it is kept on a tie
+CHROMA_SCALES = (1.0, 0.75, 0.5, 0.25)  # 1 first: full color is kept on a tie
 RESULT_FILE = "inference_modes.json"
 
 
@@ -48,9 +54,12 @@ def val_samples(data_cfg: DataConfig, max_samples: int) -> list[dict[str, np.nda
     return samples
 
 
-def score_mode(final_dir: Path, samples: list[dict[str, np.ndarray]], mode: str, device: torch.device) -> dict:
-    """Mean S, M, C, score and PSNR of the pipeline in `final_dir` restoring `samples` with inpaint `mode`."""
-    pipeline = load_pipeline([final_dir], device, inpaint_mode=mode)
+def score_setting(
+    final_dir: Path, samples: list[dict[str, np.ndarray]], device: torch.device, *, inpaint_mode: str,
+    chroma_scale: float = 1.0,
+) -> dict:  # fmt: skip
+    """Mean S, M, C, score and PSNR of the export in `final_dir` restoring `samples` with these settings."""
+    pipeline = load_pipeline([final_dir], device, inpaint_mode=inpaint_mode, chroma_scale=chroma_scale)
     restored = pipeline.restore([s["input"] for s in samples], known=[s["known"] for s in samples])
     pred = torch.from_numpy(np.stack([r.rgb for r in restored])).permute(0, 3, 1, 2)
     gt = torch.from_numpy(np.stack([s["gt"] for s in samples]))
@@ -60,17 +69,31 @@ def score_mode(final_dir: Path, samples: list[dict[str, np.ndarray]], mode: str,
     return {**means, "psnr": float(psnr(pred, gt).mean())}
 
 
-def choose_inpaint_mode(
+def best_of(results: dict, candidates: list) -> object:
+    """The candidate with the highest score; on a tie the one listed first."""
+    return max(candidates, key=lambda c: (results[c]["score"], -candidates.index(c)))
+
+
+def choose_inference(
     final_dir: Path, data_cfg: DataConfig, device: torch.device, max_samples: int = 256
-) -> tuple[str, dict[str, dict]]:
-    """Score every candidate mode on the val split, record the best in `final_dir/pipeline.json` and the table in
-    `final_dir/inference_modes.json`; returns (best mode, scores per mode)."""
+) -> tuple[dict, dict[str, dict]]:
+    """Score the candidate settings on the val split, record the best in `final_dir/pipeline.json` and the table in
+    `final_dir/inference_modes.json`; returns (the chosen settings, scores per setting)."""
     samples = val_samples(data_cfg, max_samples)
     if not samples:
-        raise ValueError(f"{data_cfg.root}: no val samples to choose the inference mode on")
-    results = {mode: score_mode(final_dir, samples, mode, device) for mode in CANDIDATES}
-    best = max(CANDIDATES, key=lambda m: (results[m]["score"], -CANDIDATES.index(m)))
-    record_inference(final_dir, inpaint_mode=best)
-    table = {"chosen": best, "samples": len(samples), "split": "val", "scores": results}
+        raise ValueError(f"{data_cfg.root}: no val samples to choose the inference settings on")
+    results: dict[str, dict] = {}
+    for mode in INPAINT_CANDIDATES:
+        results[mode] = score_setting(final_dir, samples, device, inpaint_mode=mode)
+    mode = best_of(results, list(INPAINT_CANDIDATES))
+    chosen: dict = {"inpaint_mode": mode}
+    if resolve_source(final_dir).file("color_G") is not None:
+        labels = {scale: mode if scale == 1 else f"{mode}, chroma x{scale:g}" for scale in CHROMA_SCALES}
+        for scale in CHROMA_SCALES[1:]:
+            results[labels[scale]] = score_setting(final_dir, samples, device, inpaint_mode=mode, chroma_scale=scale)
+        scale = best_of({s: results[labels[s]] for s in CHROMA_SCALES}, list(CHROMA_SCALES))
+        chosen["chroma_scale"] = scale
+    record_inference(final_dir, **chosen)
+    table = {"chosen": chosen, "samples": len(samples), "split": "val", "scores": results}
     (final_dir / RESULT_FILE).write_text(json.dumps(table, indent=2))
-    return best, results
+    return chosen, results

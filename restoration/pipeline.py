@@ -72,12 +72,15 @@ class Pipeline:
     color_mode: ColorMode = "resize"
     color_size: int | None = None  # the colorizer's training resolution (`color_mode="resize"`)
     bf16: bool = False  # networks under bf16 autocast on their device (GPU or CPU); fp32 by default
+    chroma_scale: float = 1.0  # the colorizer's chroma times this (< 1: less saturated, the hue kept)
 
     def __post_init__(self) -> None:
         if self.inpaint_mode not in INPAINT_MODES:
             raise ValueError(f"inpaint mode {self.inpaint_mode!r}: expected one of {', '.join(INPAINT_MODES)}")
         if self.color_mode not in COLOR_MODES:
             raise ValueError(f"color mode {self.color_mode!r}: expected one of {', '.join(COLOR_MODES)}")
+        if not 0.0 <= self.chroma_scale <= 1.0:
+            raise ValueError(f"chroma scale {self.chroma_scale}: expected a number in [0, 1]")
 
     @property
     def window(self) -> int:
@@ -96,7 +99,8 @@ class Pipeline:
                 inpainter = f"MAT ({self.inpaint_mode})"
             else:
                 inpainter = "no inpainter (lost region kept as filled)"
-            colorizer = f"colorizer ({self.color_mode})" if "color_G" in nets else "no colorizer (gray output)"
+            scale = f", chroma x{self.chroma_scale:g}" if self.chroma_scale != 1 else ""
+            colorizer = f"colorizer ({self.color_mode}{scale})" if "color_G" in nets else "no colorizer (gray output)"
             steps = [inpainter, colorizer]
         detect = "exact rule + learned detector" if "detector" in nets else "exact rule"
         precision = "bf16" if self.bf16 else "fp32"
@@ -193,16 +197,20 @@ class Pipeline:
 
     def _colorize(self, gray: Tensor) -> Tensor:
         """(b, 1, H, W) gray -> (b, 3, H, W) RGB whose luma is `gray`; in `resize` mode the chroma is predicted
-        with the short side at the colorizer's training resolution and upsampled bilinearly."""
+        with the short side at the colorizer's training resolution and upsampled bilinearly; then scaled by
+        `chroma_scale`."""
         G = self.networks["color_G"]
         H, W = gray.shape[2:]
         size = self.color_size
         if self.color_mode == "full" or size is None or min(H, W) <= size:
-            return G(gray).clamp(-1, 1)
-        scale = size / min(H, W)
-        h, w = _round_up(round(H * scale), UNET_MULTIPLE), _round_up(round(W * scale), UNET_MULTIPLE)
-        chroma = G.chroma(F.interpolate(gray, size=(h, w), mode="area")).float()  # (b, 2, h, w)
-        chroma = F.interpolate(chroma, size=(H, W), mode="bilinear", align_corners=False)
+            chroma = G.chroma(gray).float()  # what G(gray) combines with the gray
+        else:
+            scale = size / min(H, W)
+            h, w = _round_up(round(H * scale), UNET_MULTIPLE), _round_up(round(W * scale), UNET_MULTIPLE)
+            chroma = G.chroma(F.interpolate(gray, size=(h, w), mode="area")).float()  # (b, 2, h, w)
+            chroma = F.interpolate(chroma, size=(H, W), mode="bilinear", align_corners=False)
+        if self.chroma_scale != 1:
+            chroma = chroma * self.chroma_scale
         return unit_to_signed(gray_chroma_to_rgb(signed_to_unit(gray.float()), chroma)).clamp(-1, 1)
 
     def _inpaint(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:
@@ -234,12 +242,13 @@ def load_pipeline(
     inpaint_mode: InpaintMode | None = None,
     color_mode: ColorMode | None = None,
     bf16: bool = False,
+    chroma_scale: float | None = None,
 ) -> Pipeline:
     """Build the networks found in `sources` (first match per network) with their weights, in eval mode; `bf16`
     runs them under bf16 autocast (the weights stay fp32).
 
-    Modes left as None come from the first source whose `pipeline.json` records them (`inference`), else `tile`
-    and `resize`."""
+    Modes (and `chroma_scale`) left as None come from the first source whose `pipeline.json` records them
+    (`inference`), else `tile`, `resize` and 1."""
     resolved = [resolve_source(s) for s in sources]
     if not resolved:
         raise ModelSourceError("no model given")
@@ -267,7 +276,9 @@ def load_pipeline(
     recorded = [s.meta.get("inference") or {} for s in resolved]
     inpaint_mode = inpaint_mode or next((r["inpaint_mode"] for r in recorded if "inpaint_mode" in r), "tile")
     color_mode = color_mode or next((r["color_mode"] for r in recorded if "color_mode" in r), "resize")
+    if chroma_scale is None:
+        chroma_scale = next((float(r["chroma_scale"]) for r in recorded if "chroma_scale" in r), 1.0)
     return Pipeline(
         networks=networks, device=device, files=files, truncation_psi=truncation_psi, inpaint_mode=inpaint_mode,
-        color_mode=color_mode, color_size=color_size, bf16=bf16,
+        color_mode=color_mode, color_size=color_size, bf16=bf16, chroma_scale=chroma_scale,
     )  # fmt: skip

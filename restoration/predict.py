@@ -55,6 +55,7 @@ def open_models(
     inpaint_mode: InpaintMode | None = None,
     color_mode: ColorMode | None = None,
     bf16: bool = False,
+    chroma_scale: float | None = None,
 ) -> Pipeline:
     """Local paths as they are, MLflow URIs downloaded into `scratch` first."""
     local: list[str | Path] = []
@@ -63,7 +64,10 @@ def open_models(
             local.append(fetch_mlflow_model(spec, scratch / f"model_{i}", tracking_uri))
         else:
             local.append(spec)
-    return load_pipeline(local, device, truncation_psi, inpaint_mode=inpaint_mode, color_mode=color_mode, bf16=bf16)
+    return load_pipeline(
+        local, device, truncation_psi, inpaint_mode=inpaint_mode, color_mode=color_mode, bf16=bf16,
+        chroma_scale=chroma_scale,
+    )  # fmt: skip
 
 
 def check_flat_names(items: list[ImageItem]) -> None:
@@ -173,6 +177,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="full: colorizer on the whole image; resize: chroma at the colorizer's training resolution, upsampled "
         "under the full-resolution luma (default: the model's pipeline.json, else resize)",
     )  # fmt: skip
+    parser.add_argument(
+        "--chroma-scale", type=float, default=None, metavar="X",
+        help="the colorizer's chroma times X in [0, 1]: below 1 less saturated, the hue kept (default: the model's "
+        "pipeline.json, measured when its training ended, else 1)",
+    )  # fmt: skip
     parser.add_argument("--skip-existing", action="store_true", help="keep outputs already in --out (resume a run)")
     parser.add_argument("--strict", action="store_true", help="exit with 1 when any input had to be skipped")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store for URIs (default: $MLFLOW_TRACKING_URI "
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             tracking_uri = ns.tracking_uri or default_tracking_uri(Path("runs"))
             pipeline = open_models(
                 ns.model, device, tracking_uri, Path(scratch), ns.truncation, inpaint_mode=ns.inpaint_mode,
-                color_mode=ns.color_mode, bf16=ns.precision == "bf16",
+                color_mode=ns.color_mode, bf16=ns.precision == "bf16", chroma_scale=ns.chroma_scale,
             )  # fmt: skip
     except (InputError, ModelSourceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -49,8 +49,9 @@ class RunConfig:
     max_nonfinite_steps: int = 20
     tracking: bool = True
     log_model: bool = True  # log the pipeline as an MLflow pyfunc model at the end (joint and gan_baseline stages)
-    # joint stage: score MAT against a classical fill on the val split at the end and record the better as the
-    # export's default inpaint mode (restoration/mode_choice.py); 0 turns it off, N scores at most N val samples
+    # inpaint, colorize and joint stages: score the export with MAT (or, without MAT, the hole as the input has it)
+    # against a classical fill on the val split at the end, and record the better as its default inpaint mode
+    # (restoration/mode_choice.py); 0 turns it off, N scores at most N val samples
     choose_mode_samples: int = 256
     register_model: str = ""  # also register that model under this name
     system_metrics: bool = True  # MLflow `system/*` metrics (CPU, memory, GPU) of the main process's machine

@@ -216,7 +216,7 @@ def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Trac
     if not report["in_sync"]:
         log.warning("DDP replicas diverged: parameter checksums %s", report["checksums"])
     final_dir = task.parts.export(run_dir / "final", cfg)
-    if cfg.stage == "joint" and cfg.run.choose_mode_samples > 0:
+    if cfg.stage in ("inpaint", "colorize", "joint") and cfg.run.choose_mode_samples > 0:
         record_best_mode(final_dir, cfg, accelerator.device, tracker)
     tracker.log_dir(final_dir, "final")
     accelerator.print(f"done: final weights in {final_dir}")
@@ -225,20 +225,25 @@ def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Trac
 
 
 def record_best_mode(final_dir: Path, cfg: TrainConfig, device: torch.device, tracker: Tracker) -> None:
-    """MAT or a classical fill under the trained colorizer, whichever restores the val split better, becomes the
-    export's default inpaint mode (`restoration/mode_choice.py`); a failure only warns (`tile` stays the default)."""
-    from restoration.mode_choice import choose_inpaint_mode
+    """The inference settings that restore the val split best (MAT or a classical fill; the colorizer's chroma
+    strength) become the export's defaults (`restoration/mode_choice.py`); a failure only warns."""
+    from restoration.mode_choice import choose_inference
 
     try:
-        best, results = choose_inpaint_mode(final_dir, cfg.data, device, cfg.run.choose_mode_samples)
-    except Exception as err:  # noqa: BLE001 - the weights are exported; predict can still take --inpaint-mode
-        log.warning("could not measure the inference modes (%s: %s); the default stays `tile`", type(err).__name__, err)
+        chosen, results = choose_inference(final_dir, cfg.data, device, cfg.run.choose_mode_samples)
+    except Exception as err:  # noqa: BLE001 - the weights are exported; predict can still take the flags
+        log.warning("could not measure the inference settings (%s: %s); defaults stay `tile`, chroma x1",
+                    type(err).__name__, err)  # fmt: skip
         return
-    for mode, m in results.items():
+    winner = chosen["inpaint_mode"] + (
+        f", chroma x{chosen['chroma_scale']:g}" if chosen.get("chroma_scale", 1) != 1 else ""
+    )
+    for setting, m in results.items():
         line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
-        print(f"inpaint mode {mode:>4} on the val split: {line}" + ("  <- default" if mode == best else ""))
-        tracker.log_metrics({f"mode_{mode}/{k}": m[k] for k in ("S", "M", "C", "score")}, step=cfg.run.max_steps)
-    tracker.log_params({"inference.inpaint_mode": best})
+        print(f"inference {setting:>18} on the val split: {line}" + ("  <- default" if setting == winner else ""))
+        slug = setting.replace(", chroma x", "_chroma")
+        tracker.log_metrics({f"inference_{slug}/{k}": m[k] for k in ("S", "M", "C", "score")}, step=cfg.run.max_steps)
+    tracker.log_params({f"inference.{k}": v for k, v in chosen.items()})
 
 
 def log_model(final_dir: Path, tracking_uri: str, run_id: str, register_as: str) -> None:

@@ -72,8 +72,8 @@ def export_weights(networks: dict[str, nn.Module], out_dir: Path, meta: dict[str
     return out_dir
 
 
-def record_inference(directory: Path, **modes: str) -> dict[str, Any]:
-    """Record inference defaults (`inpaint_mode`, `color_mode`: the modes that scored best for this model) in the
+def record_inference(directory: Path, **modes: str | float) -> dict[str, Any]:
+    """Record inference defaults (`inpaint_mode`, `color_mode`, `chroma_scale`: what scored best for this model) in the
     `inference` field of a directory's `pipeline.json`, which `pipeline.load_pipeline` reads; atomic."""
     path = Path(directory) / "pipeline.json"
     meta = json.loads(path.read_text())

@@ -174,3 +174,25 @@ def test_modes_recorded_in_pipeline_json_are_the_defaults(tmp_path):
     assert load_pipeline([export], inpaint_mode="resize").inpaint_mode == "resize"  # the caller's choice wins
     with pytest.raises(ValueError, match="inpaint mode"):
         load_pipeline([export], inpaint_mode="nope")
+
+
+def test_chroma_scale_keeps_the_luma_and_scales_the_color(tiny_export, tmp_path):
+    from restoration.weights import record_inference
+
+    grays = contest_inputs(tmp_path)
+    out = {s: load_pipeline([tiny_export], chroma_scale=s).restore(grays, seed=0) for s in (1.0, 0.5, 0.0)}
+    for i, gray in enumerate(grays):
+        full, half, none = (out[s][i].rgb.astype(float) for s in (1.0, 0.5, 0.0))
+        assert np.ptp(none, axis=2).max() <= 1  # no chroma: one gray value in all three channels
+        known = out[0.0][i].known.astype(bool)
+        assert np.abs(none[known] - gray[known][:, None]).max() <= 1  # and the input's gray where it is known
+        chroma = lambda rgb: rgb - rgb.mean(axis=2, keepdims=True)  # noqa: E731
+        assert np.abs(chroma(full)).mean() > 1
+        strong = np.abs(chroma(full)) > 6  # away from uint8 rounding (the gamut fit may trim the strongest more)
+        assert 0.45 < np.median(chroma(half)[strong] / chroma(full)[strong]) < 0.55
+    export = shutil.copytree(tiny_export, tmp_path / "recorded")
+    record_inference(export, chroma_scale=0.75)
+    assert load_pipeline([export]).chroma_scale == 0.75
+    assert "chroma x0.75" in load_pipeline([export]).describe()
+    with pytest.raises(ValueError, match="chroma scale"):
+        load_pipeline([export], chroma_scale=1.5)
