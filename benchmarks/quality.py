@@ -306,7 +306,9 @@ def bootstrap_diff(
 
 
 def restore_all(model: list[Path], samples: list[dict], pred_dir: Path, batch: int = 16) -> list[np.ndarray]:
-    pipeline = load_pipeline(model, pick_device("auto"))
+    """The pipeline as trained (MAT window by window, full chroma), whatever inference defaults its exports
+    record: the arms compare ways of training, the inference settings are measured by `contest_study`."""
+    pipeline = load_pipeline(model, pick_device("auto"), inpaint_mode="tile", chroma_scale=1.0)
     outputs = []
     for i in range(0, len(samples), batch):
         chunk = samples[i : i + batch]
