@@ -13,9 +13,11 @@ is then filled is the `inpaint_mode`:
 - `fill`: no network, a classical fill of the gray (`anchors.classical_fill`: OpenCV Telea, or scikit-image's
   biharmonic where OpenCV is missing), the smooth answer the contest's M rewards.
 The colorizer is fully convolutional; `color_mode` `full` runs it on the whole canvas, `resize` runs it at its
-training resolution (`pipeline.json` `image_size`) and upsamples only its chroma under the full-resolution luma.
-Defaults come from the `inference` field of `pipeline.json` (the inpaint mode is measured at the end of a `joint`
-training, `mode_choice.py`; the quality study measures and records both), else `tile` and `resize`. `resize` is the
+training resolution (`pipeline.json` `image_size`) and upsamples only its chroma under the full-resolution luma;
+`chroma_scale` (< 1) makes the color less saturated with the same hue.
+Defaults come from the `inference` field of `pipeline.json` (the inpaint mode and the chroma scale are measured at
+the end of an `inpaint`, `colorize` or `joint` training, `mode_choice.py`; the quality study measures and records
+the resolution modes), else `tile`, `resize` and 1. `resize` is the
 color default because a colorizer run on photos larger than it was trained on loses color (BENCHMARKS.md: C 0.339
 `full` vs 0.426 `resize` for a 128 px colorizer on 512 px photos) and it changes nothing on photos no larger.
 """
