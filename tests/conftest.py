@@ -113,3 +113,21 @@ def tiny_shards(tmp_path_factory) -> Path:
     out = base / "shards"
     build_photo_shards(photos, out, size=64, val_fraction=0.25, samples_per_shard=6, workers=1, seed=0)
     return out
+
+
+# -- MAT's always-on dropout, fixed ------------------------------------------------------------------------------
+
+
+def fixed_dropout(monkeypatch) -> None:
+    """MAT's always-on Bernoulli maps drawn once on the CPU from fixed seeds, one per shape, so that two code paths
+    (a batch and its samples alone, two devices) see the same maps."""
+    from restoration.models import mat as mat_module
+
+    maps: dict[tuple, torch.Tensor] = {}
+
+    def keep(shape, like, generator):
+        if shape not in maps:
+            maps[shape] = torch.bernoulli(torch.full(shape, 0.5), generator=torch.Generator().manual_seed(len(maps)))
+        return maps[shape].to(like.device)
+
+    monkeypatch.setattr(mat_module, "bernoulli_keep", keep)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import fixed_dropout
 
-from restoration.models import mat as mat_module
 from restoration.models.attention import MASK_PENALTY, WindowAttention, explicit_attention, fused_attention
 from restoration.models.mat import MATConfig, build_generator
 
@@ -72,18 +72,6 @@ def test_window_attention_module_fused_and_explicit_agree_under_bf16_autocast():
         outs.append(out.float())
     torch.testing.assert_close(outs[0], outs[1], atol=3e-2, rtol=3e-2)
     assert torch.equal(new_mask, mask.amax(dim=1, keepdim=True).expand_as(mask))
-
-
-def fixed_dropout(monkeypatch):
-    """The always-on Bernoulli maps drawn once on the CPU, so two devices see the same maps."""
-    maps: dict[tuple, torch.Tensor] = {}
-
-    def keep(shape, like, generator):
-        if shape not in maps:
-            maps[shape] = torch.bernoulli(torch.full(shape, 0.5), generator=torch.Generator().manual_seed(len(maps)))
-        return maps[shape].to(like.device)
-
-    monkeypatch.setattr(mat_module, "bernoulli_keep", keep)
 
 
 def official_inputs(res: int, batch: int = 2):

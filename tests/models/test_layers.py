@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fixed_dropout
 from torch.autograd import gradcheck, gradgradcheck
 
 from restoration.models import mat as mat_module
@@ -98,17 +99,6 @@ def test_style_conv_equals_conv_noise_bias_then_lrelu_times_sqrt2():
     x, style = torch.randn(2, 4, 8, 8, dtype=torch.double), torch.randn(2, 10, dtype=torch.double)
     y = reference_modulated(layer.conv, x, style) + layer.noise_const * layer.noise_strength
     torch.testing.assert_close(layer(x, style, noise_mode="const"), activate(y, layer.bias, "lrelu"))
-
-
-def fixed_dropout(monkeypatch):
-    maps: dict[tuple, torch.Tensor] = {}
-
-    def keep(shape, like, generator):
-        if shape not in maps:
-            maps[shape] = torch.bernoulli(torch.full(shape, 0.5), generator=torch.Generator().manual_seed(len(maps)))
-        return maps[shape].to(like.device)
-
-    monkeypatch.setattr(mat_module, "bernoulli_keep", keep)
 
 
 def test_a_batch_computes_what_its_samples_compute_alone(monkeypatch):
