@@ -22,16 +22,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import quality  # noqa: E402
 
-from restoration import predict  # noqa: E402
-from restoration.evaluate import evaluate_files  # noqa: E402
-
-
-def run_predict(model: Path, contest: Path, pred_dir: Path, flags: list[str]) -> dict:
-    args = ["--model", str(model), "--input", str(contest / "test.csv"), "--out", str(pred_dir), *flags]
-    if predict.main(args) != 0:
-        raise SystemExit(f"restoration-predict failed on {model}")
-    return evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -47,9 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     contest = quality.contest_eval_set(ns.photos, ns.out, size=ns.size)
     anchors = quality.score_anchors(contest, ns.out / "anchors", [ns.model])
     rows = {f"anchor: {k}": v for k, v in anchors.items()}
-    rows["model (its recorded defaults)"] = run_predict(ns.model, contest, ns.out / "pred-default", [])
+    rows["model (its recorded defaults)"] = quality.score_with_predict([ns.model], contest, ns.out / "pred-default", [])
     for i, flags in enumerate(ns.variant):
-        rows[f"model {flags}"] = run_predict(ns.model, contest, ns.out / f"pred-variant-{i}", flags.split())
+        pred_dir = ns.out / f"pred-variant-{i}"
+        rows[f"model {flags}"] = quality.score_with_predict([ns.model], contest, pred_dir, flags.split())
     print(f"\n{anchors['input']['count']} held-out photos at {ns.size} px, scored like a submission")
     print(f"{'answer':<44} {'S':>7} {'M':>7} {'C':>7} {'score':>7}   vs telea: score diff [95 % CI] (wins), M diff")
     summary = {}

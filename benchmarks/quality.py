@@ -204,11 +204,11 @@ def score_anchors(contest: Path, dst: Path, colorizer: list[Path] | None = None)
     return results
 
 
-def score_with_predict(models: list[Path], contest: Path, pred_dir: Path, inpaint_mode: str, color_mode: str) -> dict:
-    """restoration-predict's own code path (`predict.main`, lost region found by the pipeline), then scored."""
+def score_with_predict(models: list[Path], contest: Path, pred_dir: Path, flags: list[str]) -> dict:
+    """restoration-predict's own code path (`predict.main` with `flags`, lost region found by the pipeline), then
+    scored from input vs ground truth."""
     args = [a for m in models for a in ("--model", str(m))]
-    args += ["--input", str(contest / "test.csv"), "--out", str(pred_dir), "--inpaint-mode", inpaint_mode,
-             "--color-mode", color_mode, "--device", "auto"]  # fmt: skip
+    args += ["--input", str(contest / "test.csv"), "--out", str(pred_dir), "--device", "auto", *flags]
     if predict.main(args) != 0:
         raise SystemExit(f"restoration-predict failed on {models}")
     return evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
@@ -220,11 +220,11 @@ def best_modes(models: list[Path], contest: Path, dst: Path, has_mat: bool) -> t
     results = {}
     for inpaint_mode in ("tile", "resize", "fill") if has_mat else ("fill", "tile"):
         results[(inpaint_mode, "full")] = score_with_predict(
-            models, contest, dst / f"{inpaint_mode}-full", inpaint_mode, "full"
+            models, contest, dst / f"{inpaint_mode}-full", ["--inpaint-mode", inpaint_mode, "--color-mode", "full"]
         )
     best_inpaint = max(results, key=lambda k: results[k]["mean"]["score"])[0]
     results[(best_inpaint, "resize")] = score_with_predict(
-        models, contest, dst / f"{best_inpaint}-resize", best_inpaint, "resize"
+        models, contest, dst / f"{best_inpaint}-resize", ["--inpaint-mode", best_inpaint, "--color-mode", "resize"]
     )
     best = max(results, key=lambda k: results[k]["mean"]["score"])
     modes = {"inpaint_mode": best[0], "color_mode": best[1]}

@@ -69,6 +69,11 @@ def score_setting(
     return {**means, "psnr": float(psnr(pred, gt).mean())}
 
 
+def setting_label(inpaint_mode: str, chroma_scale: float = 1.0) -> str:
+    """How a setting is named in the results table, the log and MLflow: `fill`, `fill, chroma x0.75`."""
+    return inpaint_mode if chroma_scale == 1 else f"{inpaint_mode}, chroma x{chroma_scale:g}"
+
+
 def best_of(results: dict, candidates: list) -> object:
     """The candidate with the highest score; on a tie the one listed first."""
     return max(candidates, key=lambda c: (results[c]["score"], -candidates.index(c)))
@@ -88,7 +93,7 @@ def choose_inference(
     mode = best_of(results, list(INPAINT_CANDIDATES))
     chosen: dict = {"inpaint_mode": mode}
     if resolve_source(final_dir).file("color_G") is not None:
-        labels = {scale: mode if scale == 1 else f"{mode}, chroma x{scale:g}" for scale in CHROMA_SCALES}
+        labels = {scale: setting_label(mode, scale) for scale in CHROMA_SCALES}
         for scale in CHROMA_SCALES[1:]:
             results[labels[scale]] = score_setting(final_dir, samples, device, inpaint_mode=mode, chroma_scale=scale)
         scale = best_of({s: results[labels[s]] for s in CHROMA_SCALES}, list(CHROMA_SCALES))

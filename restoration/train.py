@@ -227,7 +227,7 @@ def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Trac
 def record_best_mode(final_dir: Path, cfg: TrainConfig, device: torch.device, tracker: Tracker) -> None:
     """The inference settings that restore the val split best (MAT or a classical fill; the colorizer's chroma
     strength) become the export's defaults (`restoration/mode_choice.py`); a failure only warns."""
-    from restoration.mode_choice import choose_inference
+    from restoration.mode_choice import choose_inference, setting_label
 
     try:
         chosen, results = choose_inference(final_dir, cfg.data, device, cfg.run.choose_mode_samples)
@@ -235,9 +235,7 @@ def record_best_mode(final_dir: Path, cfg: TrainConfig, device: torch.device, tr
         log.warning("could not measure the inference settings (%s: %s); defaults stay `tile`, chroma x1",
                     type(err).__name__, err)  # fmt: skip
         return
-    winner = chosen["inpaint_mode"] + (
-        f", chroma x{chosen['chroma_scale']:g}" if chosen.get("chroma_scale", 1) != 1 else ""
-    )
+    winner = setting_label(chosen["inpaint_mode"], chosen.get("chroma_scale", 1.0))
     for setting, m in results.items():
         line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
         print(f"inference {setting:>18} on the val split: {line}" + ("  <- default" if setting == winner else ""))
