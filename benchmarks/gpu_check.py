@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -529,7 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             ap.error("no CUDA device: use --cpu (and --tiny for the quick check)")
     sys.path.insert(0, str(ROOT))
-    report = Check(ns).run()
+    check = Check(ns)
+    try:
+        report = check.run()
+    finally:  # its shards, runs and exports are ~0.5 GB even at the tiny preset: never leave them behind
+        shutil.rmtree(check.work, ignore_errors=True)
     ns.out.mkdir(parents=True, exist_ok=True)
     (ns.out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))
     text = markdown(report)

@@ -15,10 +15,15 @@ import gpu_check  # noqa: E402
 
 
 def test_cpu_tiny_check_runs_every_section(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--cpu", "--tiny", "--out", str(tmp_path)],
+    scratch = tmp_path / "scratch"  # the check's own temporary folder: it must be empty again at the end
+    scratch.mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(scratch)}
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--cpu", "--tiny", "--out", str(out)],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("gpu-check-")]
+    tmp_path = out
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     sections = report["sections"]
     assert list(sections) == ["env", "gpu_tests", "mat_ours", "mat_official", "attention", "joint_train", "predict"]
