@@ -10,8 +10,8 @@ is then filled is the `inpaint_mode`:
 - `tile`: window by window at full resolution (a hole cut by a window border loses the context across it);
 - `resize`: the whole canvas resized to one window, MAT fills it there, and the fill is upsampled into the hole
   (known pixels stay the input's, at full resolution): for models trained below the photos' resolution;
-- `fill`: no network, a classical fill of the gray (`anchors.classical_fill`: OpenCV Telea, or scikit-image's
-  biharmonic where OpenCV is missing), the smooth answer the contest's M rewards.
+- `fill`: no network, the biharmonic fill of the gray (`anchors.classical_fill`, scikit-image; it scored M above
+  OpenCV's Telea on held-out photos), the smooth answer the contest's M rewards.
 The colorizer is fully convolutional; `color_mode` `full` runs it on the whole canvas, `resize` runs it at its
 training resolution (`pipeline.json` `image_size`) and upsamples only its chroma under the full-resolution luma;
 `chroma_scale` (< 1) makes the color less saturated with the same hue.
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from restoration.anchors import classical_fill, fill_method
+from restoration.anchors import PIPELINE_FILL, classical_fill
 from restoration.data.color import gray_chroma_to_rgb, signed_to_u8, signed_to_unit, u8_to_signed, unit_to_signed
 from restoration.data.exact_mask import exact_hole
 from restoration.inference import composite, inpaint_gray
@@ -96,7 +96,7 @@ class Pipeline:
             steps = ["one U-Net GAN (baseline)"]
         else:
             if self.inpaint_mode == "fill":
-                inpainter = f"classical fill ({fill_method('telea')})"
+                inpainter = f"classical fill ({PIPELINE_FILL})"
             elif "mat_G" in nets:
                 inpainter = f"MAT ({self.inpaint_mode})"
             else:
@@ -178,7 +178,7 @@ class Pipeline:
         """The classical fill of each image (exact on uint8: the canvas came from uint8 gray)."""
         gray_u8 = signed_to_u8(gray[:, 0]).cpu().numpy()  # (b, H, W)
         known_u8 = (known[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
-        filled = np.stack([classical_fill(g, k) for g, k in zip(gray_u8, known_u8)])
+        filled = np.stack([classical_fill(g, k, PIPELINE_FILL) for g, k in zip(gray_u8, known_u8)])
         return u8_to_signed(torch.from_numpy(filled).to(gray.device)[:, None])
 
     def _inpaint_resized(self, gray: Tensor, known: Tensor, generator: torch.Generator) -> Tensor:

@@ -169,7 +169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--inpaint-mode", choices=INPAINT_MODES, default=None,
         help="tile: MAT window by window; resize: MAT on the whole image resized to its window, the fill upsampled; "
-        "fill: classical fill (OpenCV Telea, else biharmonic), no MAT (default: the model's pipeline.json, measured "
+        "fill: classical (biharmonic) fill of the gray, no MAT (default: the model's pipeline.json, measured "
         "when a joint training ended, else tile)",
     )  # fmt: skip
     parser.add_argument(

@@ -51,3 +51,25 @@ def test_anchor_answers():
 def test_nothing_lost_is_returned_as_is():
     gray_in, _, _ = ramp_with_hole()
     assert np.array_equal(anchors.classical_fill(gray_in, np.ones_like(gray_in)), gray_in)
+
+
+def test_a_large_hole_is_solved_downscaled_and_stays_close_to_the_full_solve(monkeypatch):
+    h, w = 96, 120
+    yy, xx = np.mgrid[0:h, 0:w]
+    gray_gt = (40 + xx + 0.8 * yy + 10 * np.sin(xx / 9.0)).astype(np.uint8)
+    known = np.ones((h, w), np.uint8)
+    known[20:71, 30:95] = 0  # 3315 lost pixels
+    gray_in = np.where(known == 1, gray_gt, 0).astype(np.uint8)
+    full = anchors.classical_fill(gray_in, known, "biharmonic")
+    calls = []
+    import skimage.restoration  # anchors imports it lazily, so patching the module is seen
+
+    original = skimage.restoration.inpaint_biharmonic
+    monkeypatch.setattr(
+        skimage.restoration, "inpaint_biharmonic", lambda img, m: calls.append(img.shape) or original(img, m)
+    )
+    monkeypatch.setattr(anchors, "BIHARMONIC_MAX_LOST", 1000)  # -> factor 2
+    small = anchors.classical_fill(gray_in, known, "biharmonic")
+    assert calls == [(48, 60)]
+    assert np.array_equal(small[known == 1], gray_in[known == 1])
+    assert np.abs(small.astype(int) - full.astype(int))[known == 0].mean() < 2.0

@@ -148,6 +148,22 @@ def test_modes_keep_known_pixels_at_odd_sizes(tiny_export, inpaint_mode, color_m
         assert np.abs(gray_of(result.rgb)[~k] - 5).mean() > 1  # the hole was filled
 
 
+def test_fill_mode_is_the_biharmonic_fill_of_the_gray(tiny_export):
+    import torch
+
+    from restoration.anchors import classical_fill
+    from restoration.data.color import signed_to_u8, u8_to_signed
+
+    pipeline = load_pipeline([tiny_export], inpaint_mode="fill")
+    assert "classical fill (biharmonic)" in pipeline.describe()
+    yy, xx = np.mgrid[0:64, 0:64]
+    known = np.ones((64, 64), np.uint8)
+    known[20:40, 10:50] = 0
+    gray_in = np.where(known == 1, 50 + 2 * xx + yy, 5).astype(np.uint8)
+    filled = pipeline._fill(u8_to_signed(torch.from_numpy(gray_in))[None, None], torch.from_numpy(known)[None, None])
+    assert np.array_equal(signed_to_u8(filled)[0, 0].numpy(), classical_fill(gray_in, known, "biharmonic"))
+
+
 def test_resize_inpainting_keeps_known_pixels_exact(tiny_export):
     pipeline = load_pipeline([tiny_export], inpaint_mode="resize")
     gray = np.random.default_rng(1).integers(0, 256, (1, 1, 150, 200)).astype(np.float32) / 127.5 - 1
