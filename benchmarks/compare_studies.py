@@ -1,0 +1,64 @@
+"""Compare quality studies that differ in one setting (a loss-term ablation of the study's pipelines).
+
+    python benchmarks/quality.py --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/base
+    python benchmarks/quality.py --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/hole --set loss.mat_hole_ssim=1
+    python benchmarks/compare_studies.py runs/abl/base runs/abl/hole --seeds 0 1
+
+Each study keeps its pipelines' predictions on the held-out photos (`<out>/seed-<k>/eval/pred-<arm>`); this
+rescores them and gives every pipeline of every later study against the same pipeline of the first, with the
+two-level paired bootstrap of `quality.bootstrap_diff` (seeds paired by number, then photos).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality  # noqa: E402
+
+from restoration.evaluate import evaluate_files  # noqa: E402
+
+
+def scored(study: Path, arm: str, seeds: list[int]) -> list[dict]:
+    """One evaluation per seed of pipeline `arm` (a letter) of a study."""
+    return [
+        evaluate_files(
+            quality.seed_dir(study, s, seeds) / "eval" / f"pred-{arm}",
+            study / "eval" / "gt",
+            masks=study / "eval" / "masks",
+        )  # fmt: skip
+        for s in seeds
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("studies", type=Path, nargs="+", help="study --out folders; the first is the reference")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--arms", default="bc")
+    ns = ap.parse_args(argv)
+    print("| study | pipeline | S | M | C | score | vs the first: score [95 % CI] | M [95 % CI] |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arm in ns.arms:
+        ref = scored(ns.studies[0], arm, ns.seeds)
+        for study in ns.studies:
+            runs = ref if study == ns.studies[0] else scored(study, arm, ns.seeds)
+            mean = {k: sum(r["mean"][k] for r in runs) / len(runs) for k in ("S", "M", "C", "score")}
+            cells = ["", ""]
+            if study != ns.studies[0]:
+                for i, key in enumerate(("score", "M")):
+                    d = quality.bootstrap_diff([quality.per_image(r, key) for r in runs],
+                                               [quality.per_image(r, key) for r in ref])  # fmt: skip
+                    cells[i] = f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
+            print(f"| {study.name} | ({arm}) | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | "
+                  f"{mean['score']:.4f} | {cells[0]} | {cells[1]} |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
