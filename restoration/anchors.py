@@ -79,7 +79,7 @@ def _biharmonic(gray: np.ndarray, lost: np.ndarray) -> np.ndarray:
     small_lost = reduce(np.pad(lost, pad, mode="edge"), "(h a) (w b) -> h w", "max", a=factor, b=factor)
     small = inpaint_biharmonic(small_gray / 255.0, small_lost).astype(np.float32)
     size = (small.shape[1] * factor, small.shape[0] * factor)
-    up = np.asarray(Image.fromarray(small, mode="F").resize(size, Image.BICUBIC))[:h, :w]
+    up = np.asarray(Image.fromarray(small).resize(size, Image.BICUBIC))[:h, :w]
     return np.clip(np.round(up * 255.0), 0, 255).astype(np.uint8)
 
 
