@@ -85,28 +85,23 @@ def main(argv: list[str] | None = None) -> int:
             pred = ns.out / "pred" / run_dir.name
             results.setdefault(name, []).append(quality.score_with_predict([run_dir], contest, pred, []))
 
-    base = [quality.per_image(r) for r in results[PRESET]]
     lines = [f"{results[PRESET][0]['count']} held-out photos at {ns.size} px, seeds {ns.seeds}, "
              f"{ns.config.name}; each arm with the inference settings its training chose", "",
              "| arm | overrides | S | M | C | score | vs the preset: score [95 % CI] | M [95 % CI] |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     record = {"config": str(ns.config.name), "seeds": ns.seeds, "size": ns.size, "arms": {}}
     for name, runs in results.items():
-        mean = {k: sum(r["mean"][k] for r in runs) / len(runs) for k in ("S", "M", "C", "score")}
+        mean = quality.mean_over(runs)
         entry: dict = {"overrides": arms[name], "mean": mean}
         cells = ["", ""]
         if name != PRESET:
-            d = quality.bootstrap_diff([quality.per_image(r) for r in runs], base)
-            base_m = [quality.per_image(r, "M") for r in results[PRESET]]
-            dm = quality.bootstrap_diff([quality.per_image(r, "M") for r in runs], base_m)
+            d, dm = quality.compare(runs, results[PRESET]), quality.compare(runs, results[PRESET], "M")
             entry["vs_preset"], entry["M_vs_preset"] = d, dm
-            cells = [f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]", f"{dm['mean']:+.4f} [{dm['lo']:+.4f}, "
-                     f"{dm['hi']:+.4f}]"]  # fmt: skip
+            cells = [quality.ci_text(d), quality.ci_text(dm)]
         record["arms"][name] = entry
         lines.append(f"| {name} | {' '.join(arms[name]) or '-'} | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} "
                      f"| **{mean['score']:.4f}** | {cells[0]} | {cells[1]} |")  # fmt: skip
     anchors = quality.score_anchors(contest, ns.out / "anchors")
-    telea, telea_m = quality.per_image(anchors["telea"]), quality.per_image(anchors["telea"], "M")
     lines += [
         "",
         "against the classical anchors (no training; `telea` is OpenCV's fill of the gray, no color):",
@@ -115,13 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in [*((f"anchor: {k}", [v]) for k, v in anchors.items()), *results.items()]:
-        mean = {k: sum(x["mean"][k] for x in r) / len(r) for k in ("S", "M", "C", "score")}
-        d = quality.bootstrap_diff([quality.per_image(x) for x in r], [telea] * len(r))
-        dm = quality.bootstrap_diff([quality.per_image(x, "M") for x in r], [telea_m] * len(r))
+        mean = quality.mean_over(r)
+        d, dm = quality.compare(r, [anchors["telea"]] * len(r)), quality.compare(r, [anchors["telea"]] * len(r), "M")
         record.setdefault("vs_telea", {})[name] = {"mean": mean, "score": d, "M": dm}
         lines.append(f"| {name} | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | {mean['score']:.4f} | "
-                     f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] | {dm['mean']:+.4f} [{dm['lo']:+.4f}, "
-                     f"{dm['hi']:+.4f}] |")  # fmt: skip
+                     f"{quality.ci_text(d)} | {quality.ci_text(dm)} |")  # fmt: skip
     table = "\n".join(lines) + "\n"
     ns.results.mkdir(parents=True, exist_ok=True)
     (ns.results / f"ablation_{ns.tag}.md").write_text(table)

@@ -48,13 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         ref = scored(ns.studies[0], arm, ns.seeds)
         for study in ns.studies:
             runs = ref if study == ns.studies[0] else scored(study, arm, ns.seeds)
-            mean = {k: sum(r["mean"][k] for r in runs) / len(runs) for k in ("S", "M", "C", "score")}
+            mean = quality.mean_over(runs)
             cells = ["", ""]
             if study != ns.studies[0]:
-                for i, key in enumerate(("score", "M")):
-                    d = quality.bootstrap_diff([quality.per_image(r, key) for r in runs],
-                                               [quality.per_image(r, key) for r in ref])  # fmt: skip
-                    cells[i] = f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
+                cells = [quality.ci_text(quality.compare(runs, ref, key)) for key in ("score", "M")]
             print(f"| {study.name} | ({arm}) | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | "
                   f"{mean['score']:.4f} | {cells[0]} | {cells[1]} |")  # fmt: skip
     return 0

@@ -49,11 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         versus = ""
         entry = {"mean": m, "count": r["count"]}
         if name != "anchor: telea":
-            d = quality.bootstrap_diff([quality.per_image(r)], [quality.per_image(anchors["telea"])])
-            dm = quality.bootstrap_diff([quality.per_image(r, "M")], [quality.per_image(anchors["telea"], "M")])
+            d, dm = quality.compare([r], [anchors["telea"]]), quality.compare([r], [anchors["telea"]], "M")
             entry["vs_telea"], entry["M_vs_telea"] = d, dm
-            versus = (f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] ({d['wins']}/{d['photos']}), "
-                      f"M {dm['mean']:+.4f} [{dm['lo']:+.4f}, {dm['hi']:+.4f}]")  # fmt: skip
+            versus = f"{quality.ci_text(d)} ({d['wins']}/{d['photos']}), M {quality.ci_text(dm)}"
         summary[name] = entry
         print(f"{name:<44} {m['S']:7.4f} {m['M']:7.4f} {m['C']:7.4f} {m['score']:7.4f}   {versus}")
     if ns.json:

@@ -305,6 +305,21 @@ def bootstrap_diff(
             "wins": int((diff.mean(axis=0) > 0).sum()), "photos": n, "seeds": k}  # fmt: skip
 
 
+def compare(runs: list[dict], ref: list[dict], key: str = "score") -> dict[str, float]:
+    """`bootstrap_diff` of one metric between two lists of evaluations (one per seed, paired by position)."""
+    return bootstrap_diff([per_image(r, key) for r in runs], [per_image(r, key) for r in ref])
+
+
+def mean_over(runs: list[dict], keys: tuple[str, ...] = ("S", "M", "C", "score")) -> dict[str, float]:
+    """The mean of each metric over several evaluations of one pipeline (its seeds)."""
+    return {k: float(np.mean([r["mean"][k] for r in runs])) for k in keys}
+
+
+def ci_text(d: dict[str, float]) -> str:
+    """A difference and its interval as the tables print it: `+0.0125 [+0.0027, +0.0226]`."""
+    return f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
+
+
 def restore_all(model: list[Path], samples: list[dict], pred_dir: Path, batch: int = 16) -> list[np.ndarray]:
     """The pipeline as trained (MAT window by window, full chroma), whatever inference defaults its exports
     record: the arms compare ways of training, the inference settings are measured by `contest_study`."""
@@ -405,14 +420,14 @@ def seeds_table(by_seed: dict[int, list[dict]]) -> tuple[str, dict]:
     ref = "(b) two-stage, trained separately"
     for name in names:
         runs = [find(seed, name) for seed in by_seed]
-        mean = {k: float(np.mean([r["mean"][k] for r in runs])) for k in KEYS}
+        mean = mean_over(runs, KEYS)
         sd = float(np.std([r["mean"]["score"] for r in runs], ddof=1)) if len(runs) > 1 else float("nan")
         entry = {"mean": mean, "score_sd": sd, "seeds": len(runs)}
         versus = ""
         if name != ref and ref in names and "start:" not in name:
             d = bootstrap_diff([per_image(r) for r in runs], [per_image(find(seed, ref)) for seed in by_seed])
             entry["vs_b"] = d
-            versus = f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}], {d['wins']}/{d['photos']}"
+            versus = f"{ci_text(d)}, {d['wins']}/{d['photos']}"
         summary[name] = entry
         lines.append(f"| {name} | {len(runs)} | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | "
                      f"**{mean['score']:.4f}** +- {sd:.4f} | {versus} |")  # fmt: skip
