@@ -6,8 +6,9 @@ shard build with 1 vs 2 workers; and (`--profile`) where a loader worker's time 
 
 Photos are resized to `--size` PNGs in a temp dir (never committed) and built into shards once. Every measurement
 then runs in its own fresh process; a round runs all of them, in an order that rotates between rounds, so the load
-of a shared machine hits each alike. Reported: the median over rounds of (b) per worker / (a) and of (b) / (c),
-each ratio taken within its round, and the build's speed-up t(1 worker) / t(2 workers).
+of a shared machine hits each alike; each loader reads the photo set `--passes` times (8: 64 batches, past the
+start-up of workers, shuffle buffer and shared-memory slots). Reported: the median over rounds of (b) per worker /
+(a) and of (b) / (c), each ratio taken within its round, and the build's speed-up t(1 worker) / t(2 workers).
 """
 
 from __future__ import annotations
@@ -55,16 +56,16 @@ def measure(kind: str, spec: dict) -> float:
     if kind == "decode":
         blobs = [f.read_bytes() for f in files]
         start = time.perf_counter()
-        for _ in range(2):
+        for _ in range(spec["passes"]):
             for b in blobs:
                 np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
-        return 2 * len(blobs) / (time.perf_counter() - start)
+        return spec["passes"] * len(blobs) / (time.perf_counter() - start)
     if kind == "shard":
         cfg = DataConfig(root=work / "shards", image_size=spec["size"], num_workers=spec["workers"],
-                         shuffle_buffer=32, batches_per_epoch=2 * len(files) // spec["batch"])  # fmt: skip
+                         shuffle_buffer=32, batches_per_epoch=spec["passes"] * len(files) // spec["batch"])  # fmt: skip
         it = iter(make_train_loader(cfg, batch_size=spec["batch"], rank=0, world_size=1, seed=0))
     elif kind == "folder":
-        loader = torch.utils.data.DataLoader(PngFolder(files * 2), batch_size=spec["batch"],
+        loader = torch.utils.data.DataLoader(PngFolder(files * spec["passes"]), batch_size=spec["batch"],
                                              num_workers=spec["workers"], shuffle=True)  # fmt: skip
         it = iter(loader)
     elif kind == "build":
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--passes", type=int, default=8, help="reads of the photo set per measurement (steady state)")
     ap.add_argument("--profile", action="store_true", help="also break a worker's time down by stage")
     ap.add_argument("--no-build", action="store_true", help="skip the shard-build scaling measurement")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -153,7 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         build_photo_shards(work / "png", work / "shards", size=ns.size, val_fraction=0.0, samples_per_shard=16)
         if ns.profile:
             profile(work, ns.size, ns.batch)
-        base = {"work": str(work), "size": ns.size, "batch": ns.batch, "photos": str(ns.photos.resolve())}
+        base = {
+            "work": str(work),
+            "size": ns.size,
+            "batch": ns.batch,
+            "passes": ns.passes,
+            "photos": str(ns.photos.resolve()),
+        }
         plan = [("decode", {})] + [(k, {"workers": w}) for w in ns.workers for k in ("shard", "folder")]
         if not ns.no_build:
             plan += [("build", {"workers": 1}), ("build", {"workers": 2})]

@@ -41,6 +41,7 @@ try:  # libpng straight into a tensor (torchvision 0.29 deprecates its image IO 
 except ImportError:  # pragma: no cover - a torchvision without image IO
     decode_png = None
 
+from restoration.data.batch_ring import RING_KEY, MainRings, WorkerRing
 from restoration.data.color import rgb_to_gray_u8, u8_to_signed
 from restoration.data.masks import MaskConfig, sample_known_mask
 
@@ -56,6 +57,7 @@ class DataConfig:
     batches_per_epoch: int = 0  # 0 = train samples / (batch size x ranks), at least 1
     max_corrupt: int = 100
     stall_timeout_s: float = 300.0  # no batch for this long stops the run with a message naming the shards
+    shm_slots: int = 6  # reused shared-memory batch buffers per train worker (batch_ring); 0 = a fresh one per batch
     augment: bool = True
     min_crop_scale: float = 0.6  # resized-crop area range [min_crop_scale, 1]
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -156,14 +158,29 @@ def _stacked(arrays: list[np.ndarray]) -> Tensor:
     return out
 
 
-def collate(samples: list[dict], corrupt: int) -> dict:
-    return {
-        "gt": _stacked([s["gt"] for s in samples]).permute(0, 3, 1, 2),  # (B, 3, H, W) view of (B, H, W, 3)
-        "known": _stacked([s["known"] for s in samples])[:, None],  # (B, 1, H, W)
+def layout(stacked: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Stacked per-sample fields -> the batch's tensors: gt (B, 3, H, W) and known (B, 1, H, W), both views."""
+    return {"gt": stacked["gt"].permute(0, 3, 1, 2), "known": stacked["known"][:, None], "fill": stacked["fill"]}
+
+
+def collate(samples: list[dict], corrupt: int, ring: WorkerRing | None = None) -> dict:
+    """A list of decoded samples -> a batch; in a loader worker with a `ring`, the pixels go into one of its
+    reused shared-memory slots and the batch carries the slot reference (`CountingLoader` lays it out)."""
+    batch = {"key": [s["key"] for s in samples], "corrupt": corrupt}
+    if ring is not None:
+        fields = {
+            "gt": [s["gt"] for s in samples],
+            "known": [s["known"] for s in samples],
+            "fill": [np.array(s["fill"], np.uint8) for s in samples],
+        }
+        stacked = ring.put(fields)
+        return {**batch, **stacked} if RING_KEY in stacked else {**batch, **layout(stacked)}
+    stacked = {
+        "gt": _stacked([s["gt"] for s in samples]),
+        "known": _stacked([s["known"] for s in samples]),
         "fill": torch.tensor([s["fill"] for s in samples], dtype=torch.uint8),
-        "key": [s["key"] for s in samples],
-        "corrupt": corrupt,
     }
+    return {**batch, **layout(stacked)}
 
 
 class CorruptLog:
@@ -278,9 +295,11 @@ def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: 
     def stage(samples: Iterator[dict]) -> Iterator[dict]:
         rng = np.random.default_rng([seed, rank, _worker_id()])
         corrupt = CorruptLog("skipping corrupt %s", limit=cfg.max_corrupt)
+        in_worker = torch.utils.data.get_worker_info() is not None
+        ring = WorkerRing(cfg.shm_slots) if in_worker and cfg.shm_slots > 0 else None
         reported = 0
         for batch in sample_batches(samples, cfg, batch_size, mask_rng=lambda _: rng, corrupt=corrupt, keep_last=False):
-            yield collate(batch, corrupt.total + shard_errors.count - reported)
+            yield collate(batch, corrupt.total + shard_errors.count - reported, ring)
             reported = corrupt.total + shard_errors.count
 
     return stage
@@ -304,9 +323,16 @@ class CountingLoader:
         return self.length
 
     def __iter__(self) -> Iterator[dict]:
-        for batch in self.loader:
+        rings = MainRings()  # this pass's workers' shared-memory slots
+        batches = iter(self.loader)
+        while True:
+            rings.release_unused()  # the slots of batches the caller has let go of
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
             self.corrupt_count += int(batch.pop("corrupt", 0))
-            yield batch
+            yield rings.receive(batch, layout)
 
 
 def make_train_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size: int, seed: int) -> CountingLoader:
