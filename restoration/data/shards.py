@@ -4,7 +4,9 @@
   rank ever runs dry), a shuffle buffer, decoding, masks drawn in the workers for samples without one (seeded by
   seed, rank, worker and sample count), batching in the workers, and a fixed number of batches per rank per epoch
   (`batches_per_epoch`, the same on every rank: no DDP hang at an epoch's end). Not passed through
-  `accelerator.prepare`, which would re-shard or broadcast an iterable stream.
+  `accelerator.prepare`, which would re-shard or broadcast an iterable stream. Workers write batches into a few
+  reused shared-memory slots (`batch_ring`) instead of a fresh segment each: a train batch stays valid for as long
+  as it, or a view of it, is referenced; its slot is reused after that.
 - Val: every rank reads the val shards in order and keeps the samples whose index is congruent to its rank, so the
   ranks see disjoint parts that together cover every val sample exactly once; a sample without a baked mask gets
   one seeded by its key.
