@@ -96,6 +96,7 @@ def profile(work: Path, size: int, batch: int) -> None:
     import webdataset as wds
 
     from restoration.data import shards as S
+    from restoration.data.tar_reader import tar_samples
 
     torch.set_num_threads(1)
     cfg = DataConfig(root=work / "shards", image_size=size)
@@ -108,7 +109,10 @@ def profile(work: Path, size: int, batch: int) -> None:
         timings[name] = (time.perf_counter() - start) * 1e3
         return result
 
-    raws = clock("tar iteration (read members)", lambda: list(wds.tarfile_to_samples()(iter({"url": u} for u in urls))))
+    clock("tar iteration, webdataset stream", lambda: list(wds.tarfile_to_samples()(iter({"url": u} for u in urls))))
+    raws = clock(
+        "tar iteration, ours (seeking)", lambda: list(tar_samples(({"url": u} for u in urls), wds.reraise_exception))
+    )
     n = len(raws)
     clock("shuffle buffer (32)", lambda: list(wds.filters._shuffle(iter(raws), 32, 32, seed=0)))
     clock("per-sample json", lambda: [json.loads(r["json"]) for r in raws])

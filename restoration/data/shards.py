@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - a torchvision without image IO
 from restoration.data.batch_ring import RING_KEY, MainRings, WorkerRing
 from restoration.data.color import rgb_to_gray_u8, u8_to_signed
 from restoration.data.masks import MaskConfig, sample_known_mask
+from restoration.data.tar_reader import tar_to_samples
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +345,7 @@ def make_train_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size
     shard_errors = ShardErrors("train")
     pipeline = wds.DataPipeline(
         wds.ResampledShards(urls, seed=seed * 1_000_003 + rank, deterministic=True),
-        wds.tarfile_to_samples(handler=shard_errors),
+        tar_to_samples(handler=shard_errors),
         count_shortfall(shard_counts(cfg.root, "train"), shard_errors),
         wds.shuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 64), seed=seed * 7919 + rank),
         train_samples_to_batches(cfg, batch_size, seed, rank, shard_errors),
@@ -378,7 +379,7 @@ class ValLoader:
     def __iter__(self) -> Iterator[dict]:
         dataset = wds.DataPipeline(
             wds.SimpleShardList(self.urls),
-            wds.tarfile_to_samples(handler=self.shard_errors),
+            tar_to_samples(handler=self.shard_errors),
             count_shortfall(shard_counts(self.cfg.root, "val"), self.shard_errors),
         )
         mine = (raw for index, raw in enumerate(dataset) if index % self.world_size == self.rank)
