@@ -181,11 +181,17 @@ def resample_conv(
 
 
 def scaled_add(y: Tensor, gain: float, bias: Tensor | None, dim: int = -1) -> Tensor:
-    """gain * y + bias (broadcast along `dim`) in one pass; `y` is a fresh layer output, scaled in place."""
+    """gain * y + bias (broadcast along `dim`), in place: `y` is a fresh layer output that nothing else holds.
+
+    Not `torch.add(bias, y, alpha=gain)`: torch.compile (inductor, torch 2.14 on CPU) fuses that add into the
+    preceding matrix product as an `addmm` and drops `alpha`, so a compiled MAT computed bias + y (a test guards it).
+    """
+    if gain != 1:
+        y = y.mul_(gain)
     if bias is None:
-        return y.mul_(gain) if gain != 1 else y
+        return y
     shape = [-1 if i == dim % y.ndim else 1 for i in range(y.ndim)]
-    return torch.add(bias.to(y.dtype).view(shape), y, alpha=gain)
+    return y.add_(bias.to(y.dtype).view(shape))
 
 
 def preferred_format(x: Tensor) -> torch.memory_format:
