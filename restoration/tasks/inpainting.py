@@ -39,7 +39,7 @@ class InpaintStage:
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         p, w = self.parts, self.loss
-        G, D = p.networks["mat_G"], p.networks["mat_D"]
+        G = p.networks["mat_G"]
         p.set_lr(step)
         real = gray_to_mat_input(batch["gray"])  # (B, 3, H, W)
         known = batch["known_mask"]
@@ -53,7 +53,14 @@ class InpaintStage:
         r1_weight = lazy_r1_weight(step, w)
         with p.autocast(r1_weight == 0):
             d_out = mat_d_loss(
-                D, real, fake.float(), fake_stg1.float(), known, c, r1_gamma=w.r1_gamma, r1_weight=r1_weight
+                p.for_r1("mat_D", r1_weight),
+                real,
+                fake.float(),
+                fake_stg1.float(),
+                known,
+                c,
+                r1_gamma=w.r1_gamma,
+                r1_weight=r1_weight,
             )
         d_skipped = p.apply(d_out["d_loss"], "mat_D")
 

@@ -75,7 +75,14 @@ class JointStage:
         r1_weight = lazy_r1_weight(step, w)
         with p.autocast(r1_weight == 0):  # R1 in fp32
             d_losses = mat_d_loss(
-                mat_D, real_gray3, fake.float(), fake_stg1.float(), known, c, r1_gamma=w.r1_gamma, r1_weight=r1_weight
+                p.for_r1("mat_D", r1_weight),
+                real_gray3,
+                fake.float(),
+                fake_stg1.float(),
+                known,
+                c,
+                r1_gamma=w.r1_gamma,
+                r1_weight=r1_weight,
             )
         skipped = p.apply(d_losses["d_loss"], "mat_D")
         if w.color_adv > 0:

@@ -64,6 +64,13 @@ class StageParts:
         DDP never sees a forward whose parameters get no gradient."""
         return self.accelerator.unwrap_model(self.networks[name])
 
+    def for_r1(self, name: str, r1_weight: float) -> nn.Module:
+        """The discriminator for a D step: as prepared, except on a lazy R1 step of a compiled run, where it is the
+        same network (DDP wrapper kept) without torch.compile's: R1 differentiates the discriminator twice, which
+        compiled graphs do not support (`run.compile=true` failed on its first step)."""
+        network = self.networks[name]
+        return without_compile(network) if r1_weight > 0 else network
+
     def apply(self, loss: Tensor, *names: str) -> bool:
         """Backward `loss`, then clip and step each named network (a step whose gradient is non-finite is skipped),
         average every network's running statistics over the ranks (so that the EMA copies them equal everywhere),
@@ -85,6 +92,11 @@ class StageParts:
     def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
         networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
         return export_weights(networks, out_dir, pipeline_meta(cfg))
+
+
+def without_compile(network: nn.Module) -> nn.Module:
+    """The module that torch.compile wrapped (the same parameters, run eagerly), or the module itself."""
+    return getattr(network, "_orig_mod", network)
 
 
 def step_report(d_losses: dict[str, Tensor], g_losses: dict[str, Tensor], skipped: bool) -> dict[str, Tensor]:
