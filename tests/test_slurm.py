@@ -75,12 +75,15 @@ class Cluster:
         return dict(re.findall(r"(\w+)=(\S*)", text))
 
     def wait_done(self, job: str, timeout: float) -> dict[str, str]:
-        """Wait until `job` has ended; a requeued job waits SLURM's fixed ~2 min before it may start again, which
-        `scontrol update StartTime=now` lifts. A job that requeues itself can show an end state for a moment
-        before the requeue is processed (seen once as FAILED in CI), so an end state counts once it holds for a
-        few seconds."""
+        """Wait until `job` has ended. A requeued job waits SLURM's ~2 min (the job credential's lifetime) before it
+        may start again; the test shortens that wait with `scontrol update StartTime=now+5`, not `now`: each slurmd
+        refuses a job whose new credential was issued in the same second as the old run's was revoked ("Job
+        credential revoked", "already killed, do not launch batch job"), and the job ends FAILED with Restarts=1
+        and no second start (seen in CI, and locally whenever the requeue and the update shared a second). An end
+        state counts once it holds for a few seconds."""
         deadline = time.time() + timeout
         ended = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+        lifted = set()
         while time.time() < deadline:
             info = self.job(job)
             if info["JobState"] in ended:
@@ -89,10 +92,21 @@ class Cluster:
                 if again["JobState"] == info["JobState"] and again.get("Restarts") == info.get("Restarts"):
                     return again
                 continue
-            if info["JobState"] == "PENDING" and info.get("Reason") == "BeginTime":
-                self.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+            restart = info.get("Restarts")
+            if info["JobState"] == "PENDING" and info.get("Reason") == "BeginTime" and restart not in lifted:
+                self.run("scontrol", "update", f"JobId={job}", "StartTime=now+5")
+                lifted.add(restart)
             time.sleep(1)
         raise AssertionError(f"job {job} still {self.job(job)['JobState']} after {timeout} s")
+
+    def logs(self, job: str, lines: int = 40) -> str:
+        """The daemons' log lines about `job` (the last `lines` of each): why SLURM ended or requeued it."""
+        out = []
+        for log in sorted(self.conf.parent.glob("slurm*.log")):
+            hits = [line for line in read(log).splitlines() if f"JobId={job}" in line or f"[{job}." in line
+                    or f"job {job}" in line.lower()]  # fmt: skip
+            out.append(f"--- {log.name}\n" + "\n".join(hits[-lines:]))
+        return "\n".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +209,7 @@ def test_sbatch_on_two_nodes_trains_one_process_per_node_into_one_mlflow_run(clu
     log = cluster.work / "plain.log"
     job = cluster.sbatch(*train_args(cluster, tiny_shards, "plain"), output=log)
     info = cluster.wait_done(job, timeout=400)
-    assert info["JobState"] == "COMPLETED", f"{info}\n{tail(log)}"
+    assert info["JobState"] == "COMPLETED", f"{info}\n{tail(log)}\n{cluster.logs(job)}"
     text = read(log)
     assert "2 nodes x 1 processes" in text
     for node in ("n1", "n2"):  # one task on each node
@@ -222,7 +236,7 @@ def test_usr1_through_slurm_saves_on_every_rank_requeues_and_resumes_to_the_exac
     wait_for(lambda: log.exists() and read(log).count("ranks=2") >= 2, 400, "both nodes training", log)
     cluster.run("scancel", "--batch", "--signal=USR1", job)  # what --signal=B:USR1@180 does before the time limit
     info = cluster.wait_done(job, timeout=600)
-    assert info["JobState"] == "COMPLETED", f"{info}\n{tail(log)}"
+    assert info["JobState"] == "COMPLETED", f"{info}\n{tail(log)}\n{cluster.logs(job)}"
     assert info["Restarts"] == "1", tail(log)
     text = read(log)
     assert "USR1: asking the trainers" in text
@@ -264,7 +278,7 @@ def test_a_killed_node_stops_the_survivor_within_the_timeout_and_the_rerun_resum
 
     log2 = cluster.work / "lost-rerun.log"
     rerun = cluster.sbatch(*args, output=log2)  # the same command
-    assert cluster.wait_done(rerun, timeout=400)["JobState"] == "COMPLETED", tail(log2)
+    assert cluster.wait_done(rerun, timeout=400)["JobState"] == "COMPLETED", f"{tail(log2)}\n{cluster.logs(rerun)}"
     assert f"resuming from {checkpoints}/step-{last:08d} at step {last}" in read(log2)
     assert json.loads((checkpoints / "step-00000008" / "trainer.json").read_text())["step"] == 8
     client, run_after = the_run(cluster, "lost")
