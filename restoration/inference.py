@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from restoration.models.mat import INFERENCE_TRUNCATION, gray_to_mat_input, mat_output_to_luma
+from restoration.precision import widen
 
 
 def composite(known: Tensor, gray_in: Tensor, luma: Tensor) -> Tensor:
@@ -33,4 +34,4 @@ def inpaint_gray(
     z = torch.randn(known.shape[0], G.z_dim, device=known.device, generator=generator)
     c = torch.zeros(known.shape[0], 0, device=known.device)
     out = G(masked, known, z, c, truncation_psi=truncation_psi, noise_mode="const", generator=generator)
-    return composite(known, gray_in, mat_output_to_luma(out.float()))
+    return composite(known, gray_in, mat_output_to_luma(widen(out)))

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     (  # building blocks: no training, no files of runs
         "restoration.config", "restoration.data", "restoration.models", "restoration.losses", "restoration.metrics",
         "restoration.preemption", "restoration.optim", "restoration.ema", "restoration.inference",
-        "restoration.distributed",
+        "restoration.distributed", "restoration.precision",
         "restoration.anchors",
     ),
     (

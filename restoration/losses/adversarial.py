@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from restoration.precision import widen
+
 
 def d_logistic_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """softplus(-D(x)) + softplus(D(G(z))): BCE with logits, real 1 and fake 0."""
@@ -31,5 +33,5 @@ def r1_penalty(real_logits: Tensor, real_inputs: Tensor) -> Tensor:
     `real_inputs` must require grad and be what `real_logits` was computed from; the graph is kept so the penalty
     can be backpropagated (the caller scales it by gamma / 2 and, for lazy R1, by the interval).
     """
-    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_inputs, create_graph=True)
-    return grad.float().square().flatten(1).sum(dim=1).mean()
+    (grad,) = torch.autograd.grad(widen(real_logits).sum(), real_inputs, create_graph=True)
+    return widen(grad).square().flatten(1).sum(dim=1).mean()

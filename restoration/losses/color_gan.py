@@ -13,6 +13,7 @@ from restoration.losses.adversarial import d_hinge_loss, d_logistic_loss, g_hing
 from restoration.losses.hue_histogram import hue_histogram_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import chroma_l1, hole_ssim_loss, ssim_loss
+from restoration.precision import widen
 
 
 def color_d_loss(
@@ -42,13 +43,13 @@ def color_g_losses(
         adv = g_hinge_loss(logits) if weights.color_gan == "hinge" else g_nonsaturating_loss(logits)
         losses["color_adv"] = weights.color_adv * adv
     if weights.chroma_l1 > 0:
-        losses["chroma_l1"] = weights.chroma_l1 * chroma_l1(rgb.float(), gt_rgb)
+        losses["chroma_l1"] = weights.chroma_l1 * chroma_l1(widen(rgb), gt_rgb)
     if weights.ssim > 0:
-        losses["ssim"] = weights.ssim * ssim_loss(rgb.float(), gt_rgb)
+        losses["ssim"] = weights.ssim * ssim_loss(widen(rgb), gt_rgb)
     if weights.hue_hist > 0:
-        losses["hue_hist"] = weights.hue_hist * hue_histogram_loss(rgb.float(), gt_rgb)
+        losses["hue_hist"] = weights.hue_hist * hue_histogram_loss(widen(rgb), gt_rgb)
     if weights.color_hole_ssim > 0:
         if known is None:
             raise ValueError("loss.color_hole_ssim needs the batch's known mask")
-        losses["color_hole_ssim"] = weights.color_hole_ssim * hole_ssim_loss(rgb.float(), gt_rgb, 1.0 - known)
+        losses["color_hole_ssim"] = weights.color_hole_ssim * hole_ssim_loss(widen(rgb), gt_rgb, 1.0 - known)
     return losses

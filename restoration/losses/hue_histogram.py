@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from restoration.data.color import signed_to_unit
+from restoration.precision import widen
 
 BINS = 180
 
@@ -56,7 +57,7 @@ def pearson(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
 
 def hue_histogram_loss(pred: Tensor, target: Tensor, sigma: float = 1.5) -> Tensor:
     """1 - correlation of the soft hue histograms of two RGB batches in [-1, 1], averaged over the batch."""
-    p = soft_hue_histogram(signed_to_unit(pred.float()), sigma)
+    p = soft_hue_histogram(signed_to_unit(widen(pred)), sigma)
     with torch.no_grad():
-        t = soft_hue_histogram(signed_to_unit(target.float()), sigma)
+        t = soft_hue_histogram(signed_to_unit(widen(target)), sigma)
     return (1.0 - pearson(p, t)).mean()

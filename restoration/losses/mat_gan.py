@@ -14,6 +14,7 @@ from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import hole_ssim_loss, masked_l1, ssim_loss
 from restoration.models.mat import gray_to_mat_input, mat_output_to_luma
+from restoration.precision import widen
 
 
 def mat_inputs(gray_in: Tensor, known: Tensor, z_dim: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -58,7 +59,7 @@ def mat_d_loss(
         grads = torch.autograd.grad(
             [logits[:B].sum(), logits_stg1[:B].sum()], [real_main, real_stg1], create_graph=True
         )
-        penalty = sum(g.float().square().sum(dim=(1, 2, 3)) for g in grads).mean()
+        penalty = sum(widen(g).square().sum(dim=(1, 2, 3)) for g in grads).mean()
         out["d_loss"] = out["d_loss"] + penalty * (r1_gamma / 2) * r1_weight
         out["r1"] = penalty.detach()
     return out
@@ -82,15 +83,15 @@ def mat_g_losses(
     losses = {"mat_adv": weights.mat_adv * (g_nonsaturating_loss(logits) + g_nonsaturating_loss(logits_stg1))}
     if weights.mat_l1_hole > 0:
         luma = mat_output_to_luma(fake)
-        losses["mat_l1"] = weights.mat_l1_hole * masked_l1(luma.float(), gray, 1.0 - known)
+        losses["mat_l1"] = weights.mat_l1_hole * masked_l1(widen(luma), gray, 1.0 - known)
     if weights.mat_hole_ssim > 0 or weights.mat_ssim > 0:  # on the composite, the gray the pipeline passes on
-        gray_full = known * gray + (1.0 - known) * mat_output_to_luma(fake).float()
+        gray_full = known * gray + (1.0 - known) * widen(mat_output_to_luma(fake))
         if weights.mat_hole_ssim > 0:
             losses["mat_hole_ssim"] = weights.mat_hole_ssim * hole_ssim_loss(gray_full, gray, 1.0 - known)
         if weights.mat_ssim > 0:
             losses["mat_ssim"] = weights.mat_ssim * ssim_loss(gray_full, gray)
     if perceptual is not None and weights.mat_perceptual > 0:
-        losses["mat_perceptual"] = weights.mat_perceptual * perceptual(fake.float(), real)
+        losses["mat_perceptual"] = weights.mat_perceptual * perceptual(widen(fake), real)
     return losses
 
 

@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torchvision.models import vgg19
 
+from restoration.precision import widen
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # indices in torchvision's vgg19().features of the convolutions conv4_4 and conv5_4 (pre-ReLU outputs)
@@ -62,7 +64,7 @@ class PerceptualLoss(nn.Module):
         return super().train(False)  # always frozen, BatchNorm statistics included
 
     def features(self, img: Tensor) -> dict[int, Tensor]:
-        x = ((img.float() + 1.0) * 0.5 - self.mean) / self.std
+        x = ((widen(img) + 1.0) * 0.5 - self.mean) / self.std
         if self.backbone_name == "vgg19":
             out = {}
             for i, layer in enumerate(self.net):

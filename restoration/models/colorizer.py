@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from restoration.data.color import gray_chroma_to_rgb, signed_to_unit, unit_to_signed
 from restoration.models.unet import TimmUNet
+from restoration.precision import widen
 
 CHROMA_MAX = 0.5  # Cb/Cr offsets live in [-0.5, 0.5]
 
@@ -44,7 +45,7 @@ class Colorizer(nn.Module):
         return torch.tanh(self.unet(gray)) * CHROMA_MAX
 
     def forward(self, gray: Tensor) -> Tensor:
-        rgb01 = gray_chroma_to_rgb(signed_to_unit(gray.float()), self.chroma(gray).float())
+        rgb01 = gray_chroma_to_rgb(signed_to_unit(widen(gray)), widen(self.chroma(gray)))
         return unit_to_signed(rgb01)
 
 

@@ -32,7 +32,7 @@ LRELU_GAIN = math.sqrt(2.0)
 
 def make_fir(taps: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)) -> Tensor:
     """The separable low-pass filter as a normalised 2-D kernel: (4, 4) for the default taps."""
-    t = torch.tensor(taps, dtype=torch.float32)
+    t = torch.tensor(taps, dtype=torch.get_default_dtype())
     f = torch.outer(t, t)
     return f / f.sum()
 

@@ -16,6 +16,7 @@ from restoration.losses.color_gan import color_d_loss, color_g_losses
 from restoration.losses.loss_config import LossConfig
 from restoration.models.colorizer import build_colorizer
 from restoration.models.discriminators import build_patch_discriminator
+from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
 
@@ -44,7 +45,7 @@ class ColorizeStage:
             with torch.no_grad(), p.autocast():
                 fake = G(gray)
             with p.autocast():
-                d_out = color_d_loss(D, gt, fake.float(), gray, gray, w.color_gan)
+                d_out = color_d_loss(D, gt, widen(fake), gray, gray, w.color_gan)
             d_skipped = p.apply(d_out["cd_loss"], "color_D")
             p.freeze("color_D")
 

@@ -16,6 +16,7 @@ from torch import Tensor
 from restoration.losses.dice import dice_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.models.detector import build_detector
+from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble
 
@@ -35,7 +36,7 @@ class DetectionStage:
         p = self.parts
         p.set_lr(step)
         with p.autocast():
-            logits = p.networks["detector"](batch["input"]).float()  # (B, 1, H, W)
+            logits = widen(p.networks["detector"](batch["input"]))  # (B, 1, H, W)
         bce = F.binary_cross_entropy_with_logits(logits, batch["known_mask"])
         dice = dice_loss(logits, batch["known_mask"])
         loss = bce + self.loss.detector_dice * dice

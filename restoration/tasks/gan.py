@@ -17,6 +17,7 @@ from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import l1
 from restoration.models.baseline import build_baseline
+from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble
 
@@ -46,7 +47,7 @@ class GanBaselineStage:
         with torch.no_grad(), p.autocast():
             fake = G(masked)
         with p.autocast():
-            logits = D(torch.cat([gt, fake.float()]), torch.cat([masked, masked]))
+            logits = D(torch.cat([gt, widen(fake)]), torch.cat([masked, masked]))
             d_loss = d_logistic_loss(logits[:B], logits[B:])  # = BCE with logits, real 1 / fake 0
         d_skipped = p.apply(d_loss, "baseline_D")
 
@@ -54,7 +55,7 @@ class GanBaselineStage:
         with p.autocast():
             fake = G(masked)
             adv = g_nonsaturating_loss(p.plain("baseline_D")(fake, masked))
-        rec = l1(fake.float(), gt)
+        rec = l1(widen(fake), gt)
         g_loss = adv + self.loss.baseline_l1 * rec
         g_skipped = p.apply(g_loss, "baseline_G")
         return {

@@ -18,6 +18,7 @@ from restoration.inference import inpaint_gray
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses, mat_inputs
 from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input
+from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
 
@@ -55,8 +56,8 @@ class InpaintStage:
             d_out = mat_d_loss(
                 p.for_r1("mat_D", r1_weight),
                 real,
-                fake.float(),
-                fake_stg1.float(),
+                widen(fake),
+                widen(fake_stg1),
                 known,
                 c,
                 r1_gamma=w.r1_gamma,

@@ -24,6 +24,7 @@ from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_l
 from restoration.models.colorizer import build_colorizer
 from restoration.models.discriminators import build_patch_discriminator
 from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input, mat_output_to_luma
+from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
 
@@ -70,15 +71,15 @@ class JointStage:
         p.train("mat_D", "color_D")
         with torch.no_grad(), p.autocast():
             fake, fake_stg1 = mat_G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
-            gray_full = composite(known, gray_in, mat_luma(fake.float(), 1.0))
+            gray_full = composite(known, gray_in, mat_luma(widen(fake), 1.0))
             rgb = color_G(gray_full)
         r1_weight = lazy_r1_weight(step, w)
         with p.autocast(r1_weight == 0):  # R1 in fp32
             d_losses = mat_d_loss(
                 p.for_r1("mat_D", r1_weight),
                 real_gray3,
-                fake.float(),
-                fake_stg1.float(),
+                widen(fake),
+                widen(fake_stg1),
                 known,
                 c,
                 r1_gamma=w.r1_gamma,
@@ -87,7 +88,7 @@ class JointStage:
         skipped = p.apply(d_losses["d_loss"], "mat_D")
         if w.color_adv > 0:
             with p.autocast():
-                d_color = color_d_loss(color_D, batch["rgb"], rgb.float(), batch["gray"], gray_full, w.color_gan)
+                d_color = color_d_loss(color_D, batch["rgb"], widen(rgb), batch["gray"], gray_full, w.color_gan)
             skipped = p.apply(d_color["cd_loss"], "color_D") or skipped
             d_losses.update(d_color)
 
@@ -98,7 +99,7 @@ class JointStage:
             losses = mat_g_losses(
                 p.plain("mat_D"), fake, fake_stg1, real_gray3, known, c, batch["gray"], w, self.perceptual
             )
-            gray_full = composite(known, gray_in, mat_luma(fake.float(), w.joint_color_to_mat))
+            gray_full = composite(known, gray_in, mat_luma(widen(fake), w.joint_color_to_mat))
             losses.update(color_g_losses(p.plain("color_D"), color_G(gray_full), gray_full, batch["rgb"], w, known))
         skipped = p.apply(sum(losses.values()), "mat_G", "color_G") or skipped
         return step_report(d_losses, losses, skipped)
