@@ -67,6 +67,11 @@ def child(spec: dict) -> dict:
         G, D = ms.build_ours(f"official{spec['res']}")
         ms.copy_official_weights_from_state(weights["G"], G)
         ms.copy_official_weights_from_state(weights["D"], D)
+        if spec.get("compile"):  # the warm-up below compiles (minutes); the timed repeats run the compiled code
+            import torch._inductor.config as inductor_config
+
+            inductor_config.fallback_random = True  # dropout draws as eager's: the outputs stay comparable
+            G, D = torch.compile(G), torch.compile(D)
     b = ms.make_batch(spec["batch"], spec["res"], 512, device, seed=1)
     name = spec["workload"]
     out: dict = {"impl": spec["impl"], "workload": name}
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     ap.add_argument("--json", type=Path, default=None, help="also write every measurement here")
+    ap.add_argument("--compile", action="store_true", help="our networks under torch.compile (inductor); G and D only")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
     if ns.child:
@@ -105,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.official_dir is None:
         ap.error("--official-dir is required")
+    if ns.compile and set(ns.workloads) - {"G", "D"}:
+        ap.error("--compile times G and D only (compiled graphs have no double backward for R1)")
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "weights.pt"
@@ -113,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.save({"G": G.state_dict(), "D": D.state_dict()}, weights)
         del G, D
         spec = {"official_dir": str(ns.official_dir.resolve()), "res": ns.res, "batch": ns.batch, "threads": ns.threads,
-                "repeats": ns.repeats, "workloads": ns.workloads, "weights": str(weights)}  # fmt: skip
+                "repeats": ns.repeats, "workloads": ns.workloads, "weights": str(weights),
+                "compile": ns.compile}  # fmt: skip
         results: dict[str, dict[str, list[dict]]] = {w: {"official": [], "ours": []} for w in ns.workloads}
         started = time.time()
         for r in range(ns.rounds):
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {r + 1} {workload:8s} official {off['seconds']:6.2f}s  ours {our['seconds']:6.2f}s  "
                       f"{off['seconds'] / our['seconds']:5.2f}x", flush=True)  # fmt: skip
     print(f"\n{ns.rounds} rounds in {time.time() - started:.0f} s; torch {torch.__version__}, {ns.threads} threads, "
-          f"batch {ns.batch}, {ns.res} px, fp32")  # fmt: skip
+          f"batch {ns.batch}, {ns.res} px, fp32{', ours compiled' if ns.compile else ''}")  # fmt: skip
     print(f"{'workload':10s} {'official s':>11s} {'ours s':>8s} {'speed-up':>9s} {'CPU-time speed-up':>18s}   "
           "per round (wall)")  # fmt: skip
     summary = {}
