@@ -99,10 +99,14 @@ def test_state_dict_keys_and_shapes_equal_the_official_ones(res):
 
 @pytest.mark.slow
 def test_torch_compile_smoke():
+    """The whole generator traces as training compiles it (`run.compile`): dropout from the global RNG, seeded alike
+    for both calls. (An explicit `generator=` breaks the graph at every draw: ~5x the compile time.)"""
     G = build_generator(MATConfig(preset="tiny")).eval()
     img, known, z, c = tiny_inputs(1)
     compiled = torch.compile(G, backend="aot_eager")
     with torch.no_grad():
-        a = compiled(img, known, z, c, noise_mode="const", generator=torch.Generator().manual_seed(0))
-        b = G(img, known, z, c, noise_mode="const", generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        torch.manual_seed(0)
+        a = compiled(img, known, z, c, noise_mode="const")
+        torch.manual_seed(0)
+        b = G(img, known, z, c, noise_mode="const")
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
