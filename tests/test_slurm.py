@@ -227,7 +227,7 @@ def test_sbatch_on_two_nodes_trains_one_process_per_node_into_one_mlflow_run(clu
 def test_usr1_through_slurm_saves_on_every_rank_requeues_and_resumes_to_the_exact_step(
     cluster, tiny_shards, jobs_cancelled
 ):
-    steps = 16
+    steps = 8  # USR1 arrives at step 1-2: room to spare, and each step costs ~3 s on 2 nodes
     log = cluster.work / "usr1.log"
     args = train_args(cluster, tiny_shards, "usr1", f"run.max_steps={steps}", "run.checkpoint_every=1000",
                       "run.eval_every=0")  # fmt: skip
