@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from restoration.recipe import RunConfig, TrainConfig
 from restoration.replicas import replica_report
 from restoration.run_lock import RunDirInUse, RunLock, acquire_run_lock
 from restoration.tasks import Task, build_task
+from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
 from restoration.validation import evaluate
 
@@ -204,6 +206,13 @@ def train_metrics(
         "train/nonfinite_skips": state["nonfinite_skips"],
         "train/corrupt_samples": float(corrupt.item()),
     }
+
+
+def report_throughput(speed: Throughput, accelerator: Accelerator, run_dir: Path) -> None:
+    """Print this process's steady-state training speed and keep it in `throughput.json` (main process)."""
+    accelerator.print(speed.describe())
+    if accelerator.is_main_process:
+        speed.write(run_dir / "throughput.json")
 
 
 def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Tracker, run_dir: Path) -> None:
@@ -390,7 +399,9 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
     progress = tqdm(total=cfg.run.max_steps, initial=step, disable=not is_main, desc=f"{cfg.stage}", unit="step")
     nonfinite_in_a_row = 0
     running: dict[str, list[float]] = {}
+    speed = Throughput(effective_batch(cfg, accelerator))
     while step < cfg.run.max_steps:
+        started = time.perf_counter()
         try:
             losses = train_step(task, batches, accelerator, cfg, step)
         except StopRequested:  # a stop signal while waiting for data: save where the run is
@@ -402,7 +413,8 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
         if losses is not None:
             step += 1
             progress.update(1)
-            skipped = int(losses.pop("skipped", torch.tensor(0.0)).item())
+            skipped = int(losses.pop("skipped", torch.tensor(0.0)).item())  # waits for the device
+            speed.add(time.perf_counter() - started)
             nonfinite_in_a_row = nonfinite_in_a_row + 1 if skipped else 0
             state["nonfinite_skips"] = int(state.get("nonfinite_skips", 0)) + skipped
             if nonfinite_in_a_row >= cfg.run.max_nonfinite_steps:
@@ -415,9 +427,11 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
             for key, value in losses.items():
                 running.setdefault(key, []).append(float(value))
             if step % cfg.run.log_every == 0 or step == cfg.run.max_steps:
-                metrics = train_metrics(running, accelerator, state, train_loader) | {
-                    "train/lr": parts.current_lr(step)
-                }
+                metrics = (
+                    train_metrics(running, accelerator, state, train_loader)
+                    | {"train/lr": parts.current_lr(step)}
+                    | speed.window()
+                )
                 tracker.log_metrics(metrics, step)
                 progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:4]})
             if (cfg.run.eval_every and step % cfg.run.eval_every == 0) or step == cfg.run.max_steps:
@@ -431,6 +445,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
                 plain={k: accelerator.unwrap_model(v) for k, v in parts.networks.items()},
             )  # fmt: skip
         if stop:
+            report_throughput(speed, accelerator, run_dir)
             accelerator.print(f"stop signal ({preemption.signal_name or 'on another rank'}): saved step {step}")
             if is_main:
                 (run_dir / "REQUEUE").write_text(f"{step}\n")
@@ -438,6 +453,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
             progress.close()
             return REQUEUE_EXIT_CODE
     progress.close()
+    report_throughput(speed, accelerator, run_dir)
 
     finish(task, cfg, accelerator, tracker, run_dir)
     tracker.end()

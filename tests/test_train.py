@@ -61,6 +61,13 @@ def test_every_stage_trains_evaluates_and_exports(stage, tmp_path, tiny_shards):
     assert all(0.0 <= m.value <= 1.0 or m.value > -1 for m in history)
     if stage == "detector":
         assert client.get_metric_history(run.info.run_id, "val/mask_iou")
+    speed = json.loads((run_dir / "throughput.json").read_text())  # 3 steps: the first apart, 2 timed
+    assert speed["batch"] == 2
+    assert speed["steps"] == 2
+    assert speed["first_step_s"] > 0
+    assert speed["img_per_s"] == pytest.approx(2 / speed["step_s"])
+    logged = client.get_metric_history(run.info.run_id, "train/img_per_s")
+    assert [m.step for m in logged] == [2, 3]  # from the second step on: the first is never in a window
     if stage in ("joint", "gan_baseline"):  # a complete pipeline: logged as a pyfunc model in the run
         import mlflow
         import pandas as pd
