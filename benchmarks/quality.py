@@ -48,10 +48,9 @@ from PIL import Image, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from restoration import predict, train  # noqa: E402
-from restoration.anchors import anchor_rgb, fill_method  # noqa: E402
+from restoration import anchor_scores, predict, train  # noqa: E402
+from restoration.anchors import fill_method  # noqa: E402
 from restoration.config import load_config  # noqa: E402
-from restoration.data.exact_mask import known_from_pair  # noqa: E402
 from restoration.data.masks import MaskConfig, sample_known_mask  # noqa: E402
 from restoration.evaluate import evaluate_files  # noqa: E402
 from restoration.export import training_run_id  # noqa: E402
@@ -172,35 +171,17 @@ def contest_eval_set(photos: Path, out: Path, *, size: int = 512, val_fraction: 
     return contest
 
 
-def contest_pairs(contest: Path) -> list[dict]:
-    """key, input gray, ground truth, its gray and the true known mask of every file of a contest folder."""
-    pairs = []
-    for path in sorted((contest / "gt").glob("*.png")):
-        gt = np.asarray(Image.open(path).convert("RGB"))
-        gray_gt = np.asarray(Image.fromarray(gt).convert("L"))
-        gray_in = np.asarray(Image.open(contest / "test_input" / path.name))
-        known, _ = known_from_pair(gray_in, gray_gt)
-        pairs.append({"key": path.stem, "input": gray_in, "gt": gt, "gray_gt": gray_gt, "known": known})
-    return pairs
-
-
 def score_anchors(contest: Path, dst: Path, colorizer: list[Path] | None = None) -> dict[str, dict]:
     """Input unchanged, Telea and NS fills (biharmonic without OpenCV), the true gray, and (with `colorizer`) the
     true gray colored by that colorizer: scored like a submission."""
-    pairs = contest_pairs(contest)
-    results = {}
-    names = ["input", "telea", "ns", "true_gray"] + (["true_gray_colorized"] if colorizer else [])
-    for name in names:
-        pred_dir = dst / f"anchor-{name}"
-        if name == "true_gray_colorized":
-            pipeline = load_pipeline(colorizer, pick_device("auto"), inpaint_mode="tile")
-            restored = pipeline.restore([p["gray_gt"] for p in pairs], known=[np.ones_like(p["known"]) for p in pairs])
-            answers = [r.rgb for r in restored]
-        else:
-            answers = [anchor_rgb(name, p["input"], p["known"], p["gray_gt"]) for p in pairs]
-        for p, rgb in zip(pairs, answers):
-            write_png_atomic(rgb, pred_dir / f"{p['key']}.png")
-        results[name] = evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+    results = anchor_scores.score_anchors(contest, dst)
+    if colorizer:
+        pairs = anchor_scores.contest_pairs(contest)
+        pipeline = load_pipeline(colorizer, pick_device("auto"), inpaint_mode="tile")
+        restored = pipeline.restore([p["gray_gt"] for p in pairs], known=[np.ones_like(p["known"]) for p in pairs])
+        results["true_gray_colorized"] = anchor_scores.score_answers(
+            contest, pairs, [r.rgb for r in restored], dst / "anchor-true_gray_colorized"
+        )
     return results
 
 

@@ -27,16 +27,12 @@ import sys
 import tarfile
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from data_prep.builtin import builtin_shards_dir
 from restoration import train
-from restoration.anchors import anchor_rgb, fill_method
+from restoration.anchor_scores import score_anchors
+from restoration.anchors import fill_method
 from restoration.checkpoint import latest_checkpoint
 from restoration.config import load_config
-from restoration.data.exact_mask import known_from_pair
-from restoration.image_io import write_png_atomic
 from restoration.recipe import TrainConfig
 from restoration.weights import resolve_source
 
@@ -79,22 +75,6 @@ def predict_and_score(run_dir: Path, shards: Path) -> int:
     return evaluate.main([*evaluate_args, "--json", str(run_dir / "demo-submission_scores.json")])
 
 
-def score_anchors(contest: Path, out: Path) -> dict[str, dict]:
-    """The masked input unchanged and a classical fill of its gray (on the true lost region), scored like the
-    submission: what a trained model has to beat."""
-    from restoration.evaluate import evaluate_files
-
-    results = {}
-    for name in ("input", "telea"):
-        for gt_path in sorted((contest / "gt").glob("*.png")):
-            gray_gt = np.asarray(Image.open(gt_path).convert("L"))
-            gray_in = np.asarray(Image.open(contest / "test_input" / gt_path.name).convert("L"))
-            known, _ = known_from_pair(gray_in, gray_gt)
-            write_png_atomic(anchor_rgb(name, gray_in, known), out / f"anchor-{name}" / gt_path.name)
-        results[name] = evaluate_files(out / f"anchor-{name}", contest / "gt", inputs=[str(contest / "test.csv")])
-    return results
-
-
 def print_comparison(run_dir: Path) -> None:
     """The submission's score beside the anchors', on the same held-out crops."""
     contest = run_dir / "demo-contest"
@@ -114,7 +94,7 @@ def print_comparison(run_dir: Path) -> None:
     if predict.main(other_args) == 0:
         other_scores = evaluate_files(other_dir, contest / "gt", inputs=[str(contest / "test.csv")])
         rows[f"  same, --inpaint-mode {other}"] = other_scores["mean"]
-    anchors = score_anchors(contest, run_dir / "demo-anchors")
+    anchors = score_anchors(contest, run_dir / "demo-anchors", ("input", "telea"))
     rows["the masked input unchanged"] = anchors["input"]["mean"]
     rows[f"classical fill ({fill_method('telea')}), no color"] = anchors["telea"]["mean"]
     print("\nthe same held-out crops, scored like the contest: the model against answers that need no training")

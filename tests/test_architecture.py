@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     (  # building blocks: no training, no files of runs
         "restoration.config", "restoration.data", "restoration.models", "restoration.losses", "restoration.metrics",
         "restoration.preemption", "restoration.optim", "restoration.ema", "restoration.inference",
-        "restoration.distributed", "restoration.precision",
+        "restoration.distributed", "restoration.precision", "restoration.throughput",
         "restoration.anchors",
     ),
     (
@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("restoration.weights", "data_prep"),  # exported weights; shard building and the built-in data
     ("restoration.recipe", "restoration.tracking", "restoration.pipeline", "restoration.validation"),
     ("restoration.tasks", "restoration.mode_choice"),
-    ("restoration.mlflow_model", "restoration.evaluate"),
+    ("restoration.mlflow_model", "restoration.evaluate", "restoration.anchor_scores"),
     (  # entry points and CLIs
         "restoration.train", "restoration.predict", "restoration.export", "restoration.demo",
         "restoration.pyfunc_entry",

@@ -25,6 +25,3 @@ def test_demo_prints_the_anchors_beside_the_trained_score(tmp_path, capsys, chos
     assert "the masked input unchanged" in out
     assert "classical fill (" in out
     assert f"same, --inpaint-mode {other}" in out
-    anchors = demo.score_anchors(run_dir / "demo-contest", tmp_path / "scratch")
-    assert anchors["telea"]["count"] == 2
-    assert anchors["telea"]["mean"]["M"] > anchors["input"]["mean"]["M"]  # a fill beats the flat patch on M
