@@ -43,7 +43,8 @@ class Throughput:
 
     def summary(self) -> dict:
         step_s = self.seconds / self.steps if self.steps and self.seconds > 0 else None
-        return asdict(self) | {"step_s": step_s, "img_per_s": self.batch / step_s if step_s else None}
+        kept = {k: v for k, v in asdict(self).items() if not k.startswith("window")}
+        return kept | {"step_s": step_s, "img_per_s": self.batch / step_s if step_s else None}
 
     def describe(self) -> str:
         s = self.summary()

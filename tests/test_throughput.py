@@ -36,5 +36,7 @@ def test_written_file_is_whole_json(tmp_path):
     speed.add(1.0)
     speed.add(0.25)
     speed.write(path)
-    assert json.loads(path.read_text())["img_per_s"] == pytest.approx(8.0)
+    written = json.loads(path.read_text())
+    assert set(written) == {"batch", "first_step_s", "steps", "seconds", "step_s", "img_per_s"}
+    assert written["img_per_s"] == pytest.approx(8.0)
     assert not list(tmp_path.glob("*.tmp"))
