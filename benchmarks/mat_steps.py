@@ -128,7 +128,7 @@ class OurStep:
     def __init__(self, G: nn.Module, D: nn.Module, device: torch.device, *, bf16: bool, batch: int) -> None:
         from accelerate import Accelerator
 
-        from restoration.tasks.inpainting import InpaintStage
+        from restoration.tasks.inpaint import InpaintStage
         from restoration.tasks.parts import assemble
 
         overrides = ["stage=inpaint", "loss.mat_l1_hole=0", "loss.mat_perceptual=0", f"loss.r1_every={R1_EVERY}",

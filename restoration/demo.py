@@ -16,7 +16,8 @@
    fill where OpenCV is not installed), so the trained score is read against what needs no training; and the
    trained model in the inpaint mode it did not choose. When training ends, the model is scored on the val split
    with MAT and with the classical fill under its colorizer, and the better becomes its default
-   (`restoration/mode_choice.py`): a MAT trained for minutes on CPU usually loses to the fill on the hole's SSIM.
+   (`inference.choose_settings`): a MAT trained for minutes on CPU usually loses to the fill on the hole's SSIM.
+   The trained row of step 2 is that default's score: the pipeline `restoration-predict` runs.
 Extra `key=value` arguments override the demo config (e.g. `run.max_steps=50`).
 """
 
@@ -34,7 +35,7 @@ from restoration.anchors import fill_method
 from restoration.checkpoint import latest_checkpoint
 from restoration.config import load_config
 from restoration.recipe import TrainConfig
-from restoration.weights import resolve_source
+from restoration.weights import recorded_settings, resolve_source
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -104,8 +105,8 @@ def print_comparison(run_dir: Path) -> None:
 
 
 def chosen_inpaint_mode(run_dir: Path) -> str:
-    """The inpaint mode the training measured best on the val split and recorded (`mode_choice.py`)."""
-    return (resolve_source(run_dir).meta.get("inference") or {}).get("inpaint_mode", "tile")
+    """The inpaint mode the training chose on the val split and recorded in its export."""
+    return recorded_settings([resolve_source(run_dir)]).inpaint_mode
 
 
 def read_evals(run_dir: Path) -> list[dict]:

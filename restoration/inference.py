@@ -1,16 +1,117 @@
-"""The one inference recipe: MAT fills the lost pixels of a gray image, the known pixels stay the input's.
+"""The one inference recipe and its settings: MAT fills the lost pixels of a gray image (the known pixels stay the
+input's), and the settings a pipeline restores with are one immutable value passed per call.
 
-Used by every stage's `predict` (validation during training) and by `Pipeline` (prediction, evaluation, the MLflow
-model), so a score seen in training is the score of the same computation a user runs.
+`Pipeline` (validation during training, `restoration-predict`, the MLflow model, the demo and the quality study)
+restores through `inpaint_gray`, and `choose_settings` is the one rule that picks a model's default settings from
+scores on its val split, so the score seen at the end of training is the score of the computation a user runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
 import torch
 from torch import Tensor, nn
 
-from restoration.models.mat import INFERENCE_TRUNCATION, gray_to_mat_input, mat_output_to_luma
+from restoration.models.layers import Generators
+from restoration.models.mat import INFERENCE_TRUNCATION, mat_inputs, mat_output_to_luma
 from restoration.precision import widen
+
+InpaintMode = Literal["tile", "resize", "fill"]
+ColorMode = Literal["full", "resize"]
+Precision = Literal["fp32", "bf16"]
+INPAINT_MODES: tuple[InpaintMode, ...] = ("tile", "resize", "fill")
+COLOR_MODES: tuple[ColorMode, ...] = ("full", "resize")
+RECORDED = ("inpaint_mode", "color_mode", "chroma_scale")  # what a model's pipeline.json keeps as its defaults
+INPAINT_CANDIDATES: tuple[InpaintMode, ...] = ("tile", "fill")  # `tile` first: it is kept on a tie
+CHROMA_SCALES = (1.0, 0.75, 0.5, 0.25)  # 1 first: full color is kept on a tie
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a pipeline restores an image; a value, never shared mutable state (one MLflow request's truncation
+    cannot leak into the next).
+
+    - `inpaint_mode`: `tile` (MAT window by window), `resize` (MAT on the canvas resized to one window, its fill
+      upsampled into the hole), `fill` (no network: the biharmonic fill of the gray);
+    - `color_mode`: `full` (colorizer on the whole canvas) or `resize` (chroma at the colorizer's training size,
+      upsampled under the full-resolution luma);
+    - `chroma_scale` in [0, 1]: the colorizer's chroma times this (less saturated, same hue);
+    - `truncation_psi`: MAT's style, 0 = the mean style (best contest score), 1 = sampled;
+    - `precision`: `bf16` runs the networks under bf16 autocast (weights stay fp32).
+    """
+
+    inpaint_mode: InpaintMode = "tile"
+    color_mode: ColorMode = "resize"
+    chroma_scale: float = 1.0
+    truncation_psi: float = INFERENCE_TRUNCATION
+    precision: Precision = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.inpaint_mode not in INPAINT_MODES:
+            raise ValueError(f"inpaint mode {self.inpaint_mode!r}: expected one of {', '.join(INPAINT_MODES)}")
+        if self.color_mode not in COLOR_MODES:
+            raise ValueError(f"color mode {self.color_mode!r}: expected one of {', '.join(COLOR_MODES)}")
+        if not 0.0 <= self.chroma_scale <= 1.0:
+            raise ValueError(f"chroma scale {self.chroma_scale}: expected a number in [0, 1]")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision {self.precision!r}: expected fp32 or bf16")
+
+    def but(self, **changes: Any) -> InferenceSettings:
+        """A copy with the given fields changed; a field given as None keeps its value (an unset command-line
+        flag)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+    def label(self) -> str:
+        """How a setting is named in tables, logs and MLflow: `fill`, `fill, chroma x0.75`."""
+        return self.inpaint_mode if self.chroma_scale == 1 else f"{self.inpaint_mode}, chroma x{self.chroma_scale:g}"
+
+    def recorded(self) -> dict[str, Any]:
+        """The part a model keeps as its defaults (`pipeline.json` `inference`)."""
+        return {k: getattr(self, k) for k in RECORDED}
+
+    @classmethod
+    def from_recorded(cls, recorded: list[dict[str, Any]]) -> InferenceSettings:
+        """Defaults from `pipeline.json` `inference` fields: per key, the first that records it."""
+        values = {}
+        for key in RECORDED:
+            found = next((r[key] for r in recorded if r and key in r), None)
+            if found is not None:
+                values[key] = float(found) if key == "chroma_scale" else found
+        return cls(**values)
+
+
+def choose_settings(
+    score: Callable[[InferenceSettings], dict[str, float]], base: InferenceSettings, *, colorizes: bool
+) -> tuple[InferenceSettings, dict[str, dict[str, float]]]:
+    """The settings that score best (contest score, the first candidate on a tie): the inpaint mode (MAT, or the hole
+    as the input has it when there is no inpainter, against the classical fill), then, with a colorizer, the chroma
+    strength on that mode. `score` restores the val split with a setting; returns (chosen, scores per label).
+
+    Why chroma is chosen: S and M compare RGB channels with the truth, so an uncertain colorizer's wrong saturation
+    costs SSIM, while C compares hue histograms, which a smaller chroma keeps."""
+    results: dict[str, dict[str, float]] = {}
+    modes = [base.but(inpaint_mode=mode, chroma_scale=1.0) for mode in INPAINT_CANDIDATES]
+    for candidate in modes:
+        results[candidate.label()] = score(candidate)
+    chosen = _best(modes, results)
+    if colorizes:
+        scales = [chosen.but(chroma_scale=s) for s in CHROMA_SCALES]
+        for candidate in scales[1:]:
+            results[candidate.label()] = score(candidate)
+        chosen = _best(scales, results)
+    return chosen, results
+
+
+def _best(candidates: list[InferenceSettings], results: dict[str, dict[str, float]]) -> InferenceSettings:
+    return max(candidates, key=lambda c: (results[c.label()]["score"], -candidates.index(c)))
 
 
 def composite(known: Tensor, gray_in: Tensor, luma: Tensor) -> Tensor:
@@ -25,13 +126,12 @@ def inpaint_gray(
     known: Tensor,
     *,
     truncation_psi: float = INFERENCE_TRUNCATION,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """(B, 1, H, W) gray in [-1, 1] with its known mask (1 = known), H = W = MAT's window -> the composite gray.
 
-    z is drawn from `generator` and MAT's noise is constant, so a seeded call is reproducible."""
-    masked = gray_to_mat_input(gray_in) * known
-    z = torch.randn(known.shape[0], G.z_dim, device=known.device, generator=generator)
-    c = torch.zeros(known.shape[0], 0, device=known.device)
+    z and MAT's dropout are drawn from `generator` (one per sample: an image restores the same whatever else is in
+    its batch) and MAT's noise is constant, so a seeded call is reproducible."""
+    masked, z, c = mat_inputs(gray_in, known, G.z_dim, generator)
     out = G(masked, known, z, c, truncation_psi=truncation_psi, noise_mode="const", generator=generator)
     return composite(known, gray_in, mat_output_to_luma(widen(out)))

@@ -19,6 +19,7 @@ Behaviour where scikit-image would raise (fewer than 7 lost pixels): M uses one 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -172,3 +173,13 @@ def mask_iou(pred_known: Tensor, true_known: Tensor) -> Tensor:
     inter = (pred_hole & true_hole).sum(1).double()
     union = (pred_hole | true_hole).sum(1).double()
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def score_image(pred_rgb: np.ndarray, gt_rgb: np.ndarray, known: np.ndarray, device: str = "cpu") -> dict[str, float]:
+    """One image scored the way `restoration-evaluate` scores a submission: (H, W, 3) uint8 prediction and ground
+    truth, (H, W) known mask {0, 1} -> S, M, C, score and PSNR. Validation during training scores with this too, so
+    its figures and a submission's agree to the last digit."""
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device)  # noqa: E731
+    p, g = to_t(pred_rgb), to_t(gt_rgb)
+    parts = contest_score(p, g, torch.from_numpy(np.ascontiguousarray(known))[None, None].to(device))
+    return {**{k: float(v[0]) for k, v in parts.items()}, "psnr": float(psnr(p, g)[0])}

@@ -29,10 +29,11 @@ import numpy as np
 from PIL import Image
 
 from restoration.image_io import read_gray
+from restoration.inference import InferenceSettings
 from restoration.models.mat import INFERENCE_TRUNCATION
 from restoration.pipeline import load_pipeline
 from restoration.tracking import fluent_mlflow
-from restoration.weights import NETWORK_SECTIONS, NETWORKS, resolve_source
+from restoration.weights import INFERENCE_NETWORKS, RESTORING_ROLES, resolve_source, write_meta
 
 ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 REQUIREMENTS = (
@@ -89,10 +90,11 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
                 raise ValueError(f"row {i}: {err}") from None
         batch = int(params.get("batch_size", 8))
         seed = int(params.get("seed", 0))
-        self.pipeline.truncation_psi = float(params.get("truncation_psi", INFERENCE_TRUNCATION))
+        settings = self.pipeline.defaults.but(truncation_psi=float(params.get("truncation_psi", INFERENCE_TRUNCATION)))
         out = []
         for start in range(0, len(grays), batch):
-            out.extend(self.pipeline.restore(grays[start : start + batch], seed=seed + start))
+            keys = [str(i) for i in range(start, start + batch)][: len(grays) - start]  # the row decides the draws
+            out.extend(self.pipeline.restore(grays[start : start + batch], settings=settings, seed=seed, keys=keys))
         return pd.DataFrame(
             {
                 "image": [_encode_png(r.rgb) for r in out],
@@ -143,22 +145,23 @@ def inference_weights(sources: list[Path], dst: Path) -> Path:
     """Copy only what inference needs (no discriminators, no optimizer state) from `sources` (first match per
     network, as `load_pipeline` does) into `dst`, with a `pipeline.json` whose model sections come from the source
     that provided each network."""
-    import json
-
     resolved = [resolve_source(s) for s in sources]
     dst.mkdir(parents=True, exist_ok=True)
     meta = dict(resolved[0].meta)
-    copied = []
-    for name in NETWORKS:
-        source = next((s for s in resolved if s.file(name) is not None), None)
+    roles = []
+    for spec in INFERENCE_NETWORKS:
+        source = next((s for s in resolved if s.file(spec.name) is not None), None)
         if source is not None:
-            shutil.copyfile(source.file(name), dst / f"{name}.safetensors")
-            meta[NETWORK_SECTIONS[name]] = source.meta.get(NETWORK_SECTIONS[name])
-            copied.append(name)
-    if not {"mat_G", "color_G", "baseline_G"} & set(copied):
+            shutil.copyfile(source.file(spec.name), dst / f"{spec.name}.safetensors")
+            meta[spec.section] = source.meta.get(spec.section)
+            roles.append(spec.role)
+    if not set(RESTORING_ROLES) & set(roles):
         raise ValueError(f"{', '.join(map(str, sources))}: no inpainter, colorizer or baseline weights to package")
     meta["stages"] = sorted({str(s.meta.get("stage")) for s in resolved})
-    (dst / "pipeline.json").write_text(json.dumps(meta, indent=2, default=str))
+    recorded = [s.meta.get("inference") or {} for s in resolved]
+    if any(recorded):  # the defaults `load_pipeline` would take from the chain, kept in the one file
+        meta["inference"] = InferenceSettings.from_recorded(recorded).recorded()
+    write_meta(dst, meta)
     return dst
 
 

@@ -7,8 +7,9 @@ packs them flat (a contest submission).
 
 Why it is built this way: a long prediction job must not lose work. Each output is written atomically as soon as
 its batch is done, a bad input file is listed in `skipped.csv` and skipped instead of stopping the run, and
-`--skip-existing` continues an interrupted run. Results are reproducible for a given `--seed` and `--batch-size`
-(MAT draws its latent and its always-on dropout per batch).
+`--skip-existing` continues an interrupted run. Results are reproducible for a given `--seed`: each image draws
+MAT's latent and its always-on dropout from a stream seeded by the seed and its file name, so neither `--batch-size`
+nor the order of the inputs changes an output.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from restoration.image_io import ImageItem, InputError, list_inputs, read_gray, write_png_atomic
+from restoration.inference import COLOR_MODES, INPAINT_MODES, InferenceSettings
 from restoration.models.mat import INFERENCE_TRUNCATION
-from restoration.pipeline import COLOR_MODES, INPAINT_MODES, ColorMode, InpaintMode, Pipeline, load_pipeline
+from restoration.pipeline import Pipeline, load_pipeline
 from restoration.tracking import default_tracking_uri, fetch_mlflow_model
 from restoration.weights import ModelSourceError
 
@@ -45,18 +47,7 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def open_models(
-    specs: list[str],
-    device: torch.device,
-    tracking_uri: str,
-    scratch: Path,
-    truncation_psi: float = INFERENCE_TRUNCATION,
-    *,
-    inpaint_mode: InpaintMode | None = None,
-    color_mode: ColorMode | None = None,
-    bf16: bool = False,
-    chroma_scale: float | None = None,
-) -> Pipeline:
+def open_models(specs: list[str], device: torch.device, tracking_uri: str, scratch: Path) -> Pipeline:
     """Local paths as they are, MLflow URIs downloaded into `scratch` first."""
     local: list[str | Path] = []
     for i, spec in enumerate(specs):
@@ -64,9 +55,14 @@ def open_models(
             local.append(fetch_mlflow_model(spec, scratch / f"model_{i}", tracking_uri))
         else:
             local.append(spec)
-    return load_pipeline(
-        local, device, truncation_psi, inpaint_mode=inpaint_mode, color_mode=color_mode, bf16=bf16,
-        chroma_scale=chroma_scale,
+    return load_pipeline(local, device)
+
+
+def chosen_settings(pipeline: Pipeline, ns: argparse.Namespace) -> InferenceSettings:
+    """The model's recorded defaults, with the flags the user gave on top."""
+    return pipeline.defaults.but(
+        inpaint_mode=ns.inpaint_mode, color_mode=ns.color_mode, chroma_scale=ns.chroma_scale,
+        truncation_psi=ns.truncation, precision=ns.precision,
     )  # fmt: skip
 
 
@@ -93,6 +89,7 @@ def predict(
     items: list[ImageItem],
     out_dir: Path,
     *,
+    settings: InferenceSettings | None = None,
     batch_size: int = 8,
     seed: int = 0,
     skip_existing: bool = False,
@@ -123,7 +120,8 @@ def predict(
             grays.append(image.gray)
         if not batch:
             continue
-        restored = pipeline.restore(grays, seed=seed + start)
+        keys = [Path(item.name).stem for item in batch]  # an image's draws depend on its name, not its batch
+        restored = pipeline.restore(grays, settings=settings, seed=seed, keys=keys)
         for item, result in zip(batch, restored):
             write_png_atomic(result.rgb, out_dir / item.name)
             report["written"].append(item.name)
@@ -157,14 +155,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--zip", type=Path, default=None, help="also write a flat zip of the outputs (a submission)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--seed", type=int, default=0, help="seed of MAT's latent and dropout draws")
+    parser.add_argument("--seed", type=int, default=0, help="seed of MAT's latent and dropout draws (with each "
+                        "image's file name: an image restores the same in any batch or order)")  # fmt: skip
     parser.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32",
-        help="fp32 (default) or bf16 autocast (faster on GPUs; outputs differ by rounding)",
+        "--precision", choices=("fp32", "bf16"), default=None,
+        help="fp32 (the default) or bf16 autocast (faster on GPUs; outputs differ by rounding)",
     )  # fmt: skip
     parser.add_argument(
-        "--truncation", type=float, default=INFERENCE_TRUNCATION, metavar="PSI",
-        help="MAT's style truncation: 0 = mean style (default, best contest score), 1 = sampled textures",
+        "--truncation", type=float, default=None, metavar="PSI",
+        help=f"MAT's style truncation: {INFERENCE_TRUNCATION:g} = mean style (default, best contest score), "
+        "1 = sampled textures",
     )  # fmt: skip
     parser.add_argument(
         "--inpaint-mode", choices=INPAINT_MODES, default=None,
@@ -203,17 +203,18 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(ns.device)
         with tempfile.TemporaryDirectory(prefix="restoration-model-") as scratch:
             tracking_uri = ns.tracking_uri or default_tracking_uri(Path("runs"))
-            pipeline = open_models(
-                ns.model, device, tracking_uri, Path(scratch), ns.truncation, inpaint_mode=ns.inpaint_mode,
-                color_mode=ns.color_mode, bf16=ns.precision == "bf16", chroma_scale=ns.chroma_scale,
-            )  # fmt: skip
+            pipeline = open_models(ns.model, device, tracking_uri, Path(scratch))
+        settings = chosen_settings(pipeline, ns)
     except (InputError, ModelSourceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"model: {pipeline.describe()}")
+    print(f"model: {pipeline.describe(settings)}")
     print(f"{len(items)} input(s) -> {ns.out}")
     ns.out.mkdir(parents=True, exist_ok=True)
-    report = predict(pipeline, items, ns.out, batch_size=ns.batch_size, seed=ns.seed, skip_existing=ns.skip_existing)
+    report = predict(
+        pipeline, items, ns.out, settings=settings, batch_size=ns.batch_size, seed=ns.seed,
+        skip_existing=ns.skip_existing,
+    )  # fmt: skip
 
     if report["converted"]:
         print(

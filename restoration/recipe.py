@@ -49,10 +49,10 @@ class RunConfig:
     max_nonfinite_steps: int = 20
     tracking: bool = True
     log_model: bool = True  # log the pipeline as an MLflow pyfunc model at the end (joint and gan_baseline stages)
-    # inpaint, colorize and joint stages: score the export with MAT (or, without MAT, the hole as the input has it)
-    # against a classical fill on the val split at the end, and record the better as its default inpaint mode
-    # (restoration/mode_choice.py); 0 turns it off, N scores at most N val samples
-    choose_mode_samples: int = 256
+    # at the end, choose the export's default inference settings on the val split (MAT, or the hole as the input has
+    # it, against a classical fill; the colorizer's chroma strength: `inference.choose_settings`) for any pipeline
+    # with an inpainter or a colorizer; false keeps the defaults (tile, chroma x1)
+    choose_settings: bool = True
     register_model: str = ""  # also register that model under this name
     system_metrics: bool = True  # MLflow `system/*` metrics (CPU, memory, GPU) of the main process's machine
     # multi-rank runs (see restoration/distributed.py)

@@ -30,6 +30,7 @@ from restoration.config import ConfigError, dump_yaml, flatten, load_config, sav
 from restoration.data.batch_guard import DataStall, GuardedBatches, StopRequested
 from restoration.data.shards import make_train_loader, make_val_loader, prepare_batch
 from restoration.distributed import is_peer_loss, process_group_kwargs, sync_batchnorm
+from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.recipe import RunConfig, TrainConfig
 from restoration.replicas import replica_report
@@ -37,9 +38,10 @@ from restoration.run_lock import RunDirInUse, RunLock, acquire_run_lock
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
-from restoration.validation import evaluate
+from restoration.validation import choose, evaluate
 
 log = logging.getLogger("restoration.train")
+SETTINGS_TABLE = "inference_settings.json"  # in final/: every candidate setting's val scores and the chosen one
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], argparse.Namespace]:
@@ -160,20 +162,32 @@ def forever(loader) -> Iterator[dict]:
         yield from loader
 
 
+def stage_pipeline(task: Task, cfg: TrainConfig, accelerator: Accelerator) -> Pipeline:
+    """The stage's EMA networks as the pipeline its export will be (the same colorizer resolution)."""
+    return Pipeline.from_networks(task.parts.inference_networks(), accelerator.device, color_size=cfg.data.image_size)
+
+
 def run_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker: Tracker, run_dir: Path,
              step: int) -> None:  # fmt: skip
-    """Score the EMA networks on the val split, log scores and panels, append to `eval.jsonl`."""
+    """Restore the val split with the EMA networks (default settings), log scores and panels, append to
+    `eval.jsonl`."""
+    pipeline = stage_pipeline(task, cfg, accelerator)
     scores, panels = evaluate(
-        task, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches, num_panels=cfg.run.num_panels,
-        with_mask_iou=cfg.stage == "detector",
+        pipeline, pipeline.defaults, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches,
+        num_panels=cfg.run.num_panels, scores_masks=task.scores_masks,
     )  # fmt: skip
+    log_eval(scores, panels, accelerator, tracker, run_dir, step)
+
+
+def log_eval(scores: dict[str, float], panels: list, accelerator: Accelerator, tracker: Tracker, run_dir: Path,
+             step: int, label: str = "") -> None:  # fmt: skip
     tracker.log_metrics({f"val/{k}": v for k, v in scores.items()}, step)
     for i, panel in enumerate(panels):
         tracker.log_image(panel, key=f"panel_{i}", step=step)
     if accelerator.is_main_process:
         with open(run_dir / "eval.jsonl", "a") as fh:
             fh.write(json.dumps({"step": step, **scores}) + "\n")
-    accelerator.print(f"step {step}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    accelerator.print(f"step {step}{label}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
 
 
 def train_step(task: Task, batches: GuardedBatches, accelerator: Accelerator, cfg: TrainConfig, step: int) -> dict:
@@ -215,8 +229,36 @@ def report_throughput(speed: Throughput, accelerator: Accelerator, run_dir: Path
         speed.write(run_dir / "throughput.json")
 
 
-def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Tracker, run_dir: Path) -> None:
-    """Check that the DDP replicas agree (collective), export the EMA weights, log the MLflow model."""
+def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker: Tracker, run_dir: Path
+               ) -> tuple[dict | None, dict]:  # fmt: skip
+    """The last validation (collective): the settings the export keeps are chosen on the val split
+    (`validation.choose`; MAT or a classical fill, the colorizer's chroma strength), and the val score logged for
+    the last step is theirs, the score `restoration-predict` gives with the export. Returns (the settings to record,
+    or None when nothing was chosen, the scores per candidate)."""
+    pipeline = stage_pipeline(task, cfg, accelerator)
+    if not (cfg.run.choose_settings and pipeline.has_choices):
+        run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, cfg.run.max_steps)
+        return None, {}
+    chosen, results, panels = choose(
+        pipeline, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches, num_panels=cfg.run.num_panels,
+        scores_masks=task.scores_masks,
+    )  # fmt: skip
+    for label, m in results.items():
+        line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
+        accelerator.print(f"inference {label:>18} on the val split: {line}"
+                          + ("  <- default" if label == chosen.label() else ""))  # fmt: skip
+        slug = label.replace(", chroma x", "_chroma")
+        tracker.log_metrics({f"inference_{slug}/{k}": m[k] for k in ("S", "M", "C", "score")}, step=cfg.run.max_steps)
+    tracker.log_params({f"inference.{k}": v for k, v in chosen.recorded().items()})
+    log_eval(results[chosen.label()], panels, accelerator, tracker, run_dir, cfg.run.max_steps, f" ({chosen.label()})")
+    return chosen.recorded(), results
+
+
+def finish(task: Task, val_loader, cfg: TrainConfig, accelerator: Accelerator, tracker: Tracker, run_dir: Path
+           ) -> None:  # fmt: skip
+    """The final validation and the choice of settings (collective), the DDP replica check (collective), the export
+    of the EMA weights with the chosen settings, the MLflow model."""
+    chosen, results = final_eval(task, val_loader, accelerator, cfg, tracker, run_dir)
     plain = {k: accelerator.unwrap_model(v) for k, v in task.parts.networks.items()}
     report = replica_report(accelerator, plain)
     if not accelerator.is_main_process:
@@ -224,33 +266,14 @@ def finish(task: Task, cfg: TrainConfig, accelerator: Accelerator, tracker: Trac
     (run_dir / "replicas.json").write_text(json.dumps(report, indent=2))
     if not report["in_sync"]:
         log.warning("DDP replicas diverged: parameter checksums %s", report["checksums"])
-    final_dir = task.parts.export(run_dir / "final", cfg)
-    if cfg.stage in ("inpaint", "colorize", "joint") and cfg.run.choose_mode_samples > 0:
-        record_best_mode(final_dir, cfg, accelerator.device, tracker)
+    final_dir = task.parts.export(run_dir / "final", cfg, inference=chosen)
+    if results:
+        table = {"chosen": chosen, "split": "val", "scores": results}
+        (final_dir / SETTINGS_TABLE).write_text(json.dumps(table, indent=2))
     tracker.log_dir(final_dir, "final")
     accelerator.print(f"done: final weights in {final_dir}")
-    if cfg.run.log_model and tracker.run_id and cfg.stage in ("joint", "gan_baseline"):
+    if cfg.run.log_model and tracker.run_id and task.logs_model:
         log_model(final_dir, default_tracking_uri(cfg.run.output_dir), tracker.run_id, cfg.run.register_model)
-
-
-def record_best_mode(final_dir: Path, cfg: TrainConfig, device: torch.device, tracker: Tracker) -> None:
-    """The inference settings that restore the val split best (MAT or a classical fill; the colorizer's chroma
-    strength) become the export's defaults (`restoration/mode_choice.py`); a failure only warns."""
-    from restoration.mode_choice import choose_inference, setting_label
-
-    try:
-        chosen, results = choose_inference(final_dir, cfg.data, device, cfg.run.choose_mode_samples)
-    except Exception as err:  # noqa: BLE001 - the weights are exported; predict can still take the flags
-        log.warning("could not measure the inference settings (%s: %s); defaults stay `tile`, chroma x1",
-                    type(err).__name__, err)  # fmt: skip
-        return
-    winner = setting_label(chosen["inpaint_mode"], chosen.get("chroma_scale", 1.0))
-    for setting, m in results.items():
-        line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
-        print(f"inference {setting:>18} on the val split: {line}" + ("  <- default" if setting == winner else ""))
-        slug = setting.replace(", chroma x", "_chroma")
-        tracker.log_metrics({f"inference_{slug}/{k}": m[k] for k in ("S", "M", "C", "score")}, step=cfg.run.max_steps)
-    tracker.log_params({f"inference.{k}": v for k, v in chosen.items()})
 
 
 def log_model(final_dir: Path, tracking_uri: str, run_id: str, register_as: str) -> None:
@@ -434,7 +457,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
                 )
                 tracker.log_metrics(metrics, step)
                 progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:4]})
-            if (cfg.run.eval_every and step % cfg.run.eval_every == 0) or step == cfg.run.max_steps:
+            if cfg.run.eval_every and step % cfg.run.eval_every == 0 and step < cfg.run.max_steps:
                 run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, step)
 
         stop = preemption.agreed(accelerator)
@@ -455,7 +478,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
     progress.close()
     report_throughput(speed, accelerator, run_dir)
 
-    finish(task, cfg, accelerator, tracker, run_dir)
+    finish(task, val_loader, cfg, accelerator, tracker, run_dir)
     tracker.end()
     accelerator.wait_for_everyone()
     accelerator.end_training()

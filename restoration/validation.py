@@ -1,9 +1,14 @@
-"""Evaluation during training: the contest score on the val shards, distributed over ranks, with EMA weights.
+"""Evaluation during training: the val split restored by the same `Pipeline` a user runs, scored like a submission.
 
-Each rank scores its own disjoint part of the val split (the val loader guarantees every sample is seen exactly
-once), then per-rank sums are all-reduced, so the mean is over samples, not over ranks. Val samples carry fixed
-masks, so the numbers are comparable across runs and resumes. Rank 0 also renders image panels
-(input | known mask | inpainted gray | colorized | ground truth) of its first samples.
+Each rank restores its own disjoint part of the val split (the val loader guarantees every sample is seen exactly
+once) with the stage's EMA networks, from the masked uint8 input alone: the lost region is found as
+`restoration-predict` finds it, and each image is scored as `restoration-evaluate` scores it (the region derived
+from input vs ground truth, `metrics.score_image`). Per-rank sums are all-reduced, so the mean is over samples, not
+ranks. Val samples carry fixed masks, so the numbers are comparable across runs and resumes. Rank 0 also renders
+image panels (input | known mask | inpainted gray | colorized | ground truth) of its first samples.
+
+At the end of a run `choose` scores the candidate settings (`inference.choose_settings`) here, so the final val
+score is the score of the export's default settings: what `restoration-predict` gives on the same files.
 """
 
 from __future__ import annotations
@@ -14,44 +19,42 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from einops import rearrange
-from torch import Tensor
 
-from restoration.data.color import signed_to_u8
+from restoration.data.color import rgb_to_gray_u8, signed_to_u8
+from restoration.data.exact_mask import known_from_pair
 from restoration.data.shards import DataConfig, prepare_batch
-from restoration.metrics import contest_score, mask_iou, psnr
+from restoration.inference import InferenceSettings, choose_settings
+from restoration.metrics import mask_iou, score_image
+from restoration.pipeline import Pipeline, Restored
 
 PANEL_COLUMNS = ("input", "known mask", "inpainted gray", "colorized", "ground truth")
+KEYS = ("S", "M", "C", "score", "psnr")
 
 
-def make_panels(batch: dict[str, Tensor], out: dict[str, Tensor], count: int) -> list[np.ndarray]:
-    """(H, 5W, 3) uint8 panels, one per sample, columns as in PANEL_COLUMNS."""
-    to_rgb = lambda x: signed_to_u8(x).expand(-1, 3, -1, -1)  # noqa: E731 - (B, 1|3, H, W) [-1, 1] -> uint8 RGB
-    columns = [
-        to_rgb(batch["input"]),
-        (batch["known_mask"] * 255).to(torch.uint8).expand(-1, 3, -1, -1),
-        to_rgb(out["gray"]),
-        to_rgb(out["rgb"]),
-        to_rgb(batch["rgb"]),
-    ]
-    strip = torch.cat(columns, dim=3)[:count]  # (b, 3, H, 5W)
-    return list(rearrange(strip, "b c h w -> b h w c").cpu().numpy())
+def make_panel(gray_in: np.ndarray, restored: Restored, gt: np.ndarray) -> np.ndarray:
+    """(H, 5W, 3) uint8, columns as in PANEL_COLUMNS."""
+    rgb = lambda a: np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a  # noqa: E731
+    columns = [gray_in, restored.known * 255, restored.gray, restored.rgb, gt]
+    return np.concatenate([rgb(c.astype(np.uint8)) for c in columns], axis=1)
 
 
 @torch.no_grad()
 def evaluate(
-    task,
+    pipeline: Pipeline,
+    settings: InferenceSettings,
     val_loader: Iterable[dict],
     accelerator: Accelerator,
     data_cfg: DataConfig,
     *,
     max_batches: int = 0,
     num_panels: int = 4,
-    with_mask_iou: bool = False,
+    scores_masks: bool = False,
+    seed: int = 0,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Mean S, M, C, score, PSNR (and mask IoU when the task predicts masks) over the whole val split, and the number
-    of corrupt val samples met on the way (summed over ranks)."""
+    """Mean S, M, C, score, PSNR (and the learned detector's mask IoU when the stage scores masks) over the whole
+    val split, and the number of corrupt val samples met on the way (summed over ranks)."""
     device = accelerator.device
-    keys = ("S", "M", "C", "score", "psnr", "mask_iou", "corrupt_samples")
+    keys = (*KEYS, "mask_iou", "corrupt_samples")
     sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)  # last entry: sample count
     corrupt_before = getattr(val_loader, "corrupt_count", 0)
     panels: list[np.ndarray] = []
@@ -59,27 +62,52 @@ def evaluate(
         if max_batches and i >= max_batches:
             break
         batch = prepare_batch(raw, device=device, cfg=data_cfg, train=False)
-        generator = torch.Generator(device=device).manual_seed(10_000 + i)
-        out = task.predict(batch, generator=generator)
-        pred_u8, gt_u8 = signed_to_u8(out["rgb"]), signed_to_u8(batch["rgb"])
-        parts = contest_score(pred_u8, gt_u8, batch["known_mask"])
-        values = [parts["S"], parts["M"], parts["C"], parts["score"], psnr(pred_u8, gt_u8)]
-        if "known_mask" in out:
-            values.append(mask_iou(out["known_mask"], batch["known_mask"]))
-        else:
-            values.append(torch.zeros_like(parts["score"]))
-        for j, v in enumerate(values):
-            sums[j] += v.double().sum()
-        sums[-1] += pred_u8.shape[0]
-        if accelerator.is_main_process and len(panels) < num_panels:
-            panels.extend(make_panels(batch, out, num_panels - len(panels)))
+        inputs = signed_to_u8(batch["input"])[:, 0].cpu().numpy()  # (B, H, W): the masked gray a user has
+        gts = signed_to_u8(batch["rgb"])
+        gray_gts = rgb_to_gray_u8(gts)[:, 0].cpu().numpy()
+        gts = rearrange(gts, "b c h w -> b h w c").cpu().numpy()
+        restored = pipeline.restore(list(inputs), settings=settings, seed=seed, keys=[str(k) for k in batch["key"]])
+        for j, result in enumerate(restored):
+            known, _ = known_from_pair(inputs[j], gray_gts[j])
+            scores = score_image(result.rgb, gts[j], known)
+            for k, name in enumerate(KEYS):
+                sums[k] += scores[name]
+            if scores_masks:
+                detected = torch.from_numpy(pipeline.detect(inputs[j], settings))[None]
+                sums[keys.index("mask_iou")] += float(mask_iou(detected, batch["known_mask"][j].cpu())[0])
+            if accelerator.is_main_process and len(panels) < num_panels:
+                panels.append(make_panel(inputs[j], result, gts[j]))
+        sums[-1] += len(restored)
     sums[keys.index("corrupt_samples")] = getattr(val_loader, "corrupt_count", 0) - corrupt_before
     if accelerator.num_processes > 1:
         sums = accelerator.reduce(sums, reduction="sum")
     count = max(float(sums[-1]), 1.0)
     scores = {k: float(sums[j]) / count for j, k in enumerate(keys)}
     scores["corrupt_samples"] = float(sums[keys.index("corrupt_samples")])  # a count over ranks, not a mean
-    if not with_mask_iou:
+    if not scores_masks:
         scores.pop("mask_iou")
     scores["samples"] = float(sums[-1])
     return scores, panels
+
+
+def choose(
+    pipeline: Pipeline, val_loader: Iterable[dict], accelerator: Accelerator, data_cfg: DataConfig, *,
+    max_batches: int = 0, num_panels: int = 4, scores_masks: bool = False,
+) -> tuple[InferenceSettings, dict[str, dict], list[np.ndarray]]:  # fmt: skip
+    """The settings the export keeps (chosen on the val split when the pipeline has any to choose, else its
+    defaults), every candidate's scores by label, and the chosen setting's panels (a collective call)."""
+    runs: dict[str, tuple[dict, list[np.ndarray]]] = {}
+
+    def score(settings: InferenceSettings) -> dict[str, float]:
+        runs[settings.label()] = evaluate(
+            pipeline, settings, val_loader, accelerator, data_cfg, max_batches=max_batches, num_panels=num_panels,
+            scores_masks=scores_masks,
+        )  # fmt: skip
+        return runs[settings.label()][0]
+
+    if pipeline.has_choices:
+        chosen, _ = choose_settings(score, pipeline.defaults, colorizes=pipeline.colorizes)
+    else:
+        chosen = pipeline.defaults
+        score(chosen)
+    return chosen, {label: scores for label, (scores, _) in runs.items()}, runs[chosen.label()][1]

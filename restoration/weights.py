@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from safetensors.torch import load_file, save_file
@@ -29,17 +29,73 @@ from torch import nn
 
 from restoration.checkpoint import TRAINER_STATE, latest_checkpoint
 from restoration.config import from_dict
+from restoration.inference import InferenceSettings
 from restoration.models.baseline import BaselineConfig, BaselineGenerator
 from restoration.models.colorizer import ColorizerConfig, build_colorizer
 from restoration.models.detector import DetectorConfig, build_detector
-from restoration.models.mat import MATConfig, build_generator
+from restoration.models.discriminators import PatchDiscriminator, PatchDiscriminatorConfig, build_patch_discriminator
+from restoration.models.mat import MATConfig, build_discriminator, build_generator
 
 log = logging.getLogger(__name__)
 
-# the networks inference uses, in the order they are looked up, and the config section each is built from
-NETWORK_SECTIONS = {"mat_G": "mat", "color_G": "colorizer", "baseline_G": "baseline", "detector": "detector"}
-NETWORKS = tuple(NETWORK_SECTIONS)
+Role = Literal[
+    "inpainter", "colorizer", "restorer", "detector", "inpainter_critic", "colorizer_critic", "restorer_critic"
+]
+OptimizerGroup = Literal["generator", "discriminator"]
+RESTORING_ROLES: tuple[Role, ...] = ("inpainter", "colorizer", "restorer")  # a pipeline needs one of these
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One network of the system: its file/checkpoint name, what it does in the pipeline (`role`), the config
+    section that builds it, and which learning rate trains it. Stages name their networks; everything else (the
+    trainer, the pipeline, the MLflow model, the shared stage parts) goes through the role."""
+
+    name: str
+    role: Role
+    section: str
+    config: type
+    build: Callable[[Any], nn.Module]
+    optimizer: OptimizerGroup
+    inference: bool  # part of an inference pipeline (exported to the MLflow model); critics are not
+
+
+# inference networks first, in the order the pipeline looks them up
+NETWORK_TABLE: tuple[NetworkSpec, ...] = (
+    NetworkSpec("mat_G", "inpainter", "mat", MATConfig, build_generator, "generator", True),
+    NetworkSpec("color_G", "colorizer", "colorizer", ColorizerConfig, build_colorizer, "generator", True),
+    NetworkSpec("baseline_G", "restorer", "baseline", BaselineConfig, BaselineGenerator, "generator", True),
+    NetworkSpec("detector", "detector", "detector", DetectorConfig, build_detector, "generator", True),
+    NetworkSpec("mat_D", "inpainter_critic", "mat", MATConfig, build_discriminator, "discriminator", False),
+    NetworkSpec(
+        "color_D", "colorizer_critic", "color_disc", PatchDiscriminatorConfig, build_patch_discriminator,
+        "discriminator", False,
+    ),
+    NetworkSpec(
+        "baseline_D", "restorer_critic", "baseline", BaselineConfig, lambda cfg: PatchDiscriminator(cfg.disc),
+        "discriminator", False,
+    ),
+)  # fmt: skip
+INFERENCE_NETWORKS = tuple(spec for spec in NETWORK_TABLE if spec.inference)
 MODEL_SECTIONS = ("mat", "colorizer", "color_disc", "detector", "baseline")  # what pipeline.json stores
+
+
+def network_spec(name: str) -> NetworkSpec:
+    """The table's row of a network name; an unknown name is a programming error, said plainly."""
+    for spec in NETWORK_TABLE:
+        if spec.name == name:
+            return spec
+    raise ValueError(f"unknown network {name!r}: expected one of {', '.join(s.name for s in NETWORK_TABLE)}")
+
+
+def build_networks(cfg: Any, names: tuple[str, ...]) -> dict[str, nn.Module]:
+    """Freshly initialised networks, each built from its config section of `cfg` (a `TrainConfig`)."""
+    return {name: network_spec(name).build(getattr(cfg, network_spec(name).section)) for name in names}
+
+
+def by_role(networks: dict[str, nn.Module]) -> dict[Role, nn.Module]:
+    """The inference networks among `networks` (named), keyed by their role in the pipeline."""
+    return {network_spec(n).role: net for n, net in networks.items() if network_spec(n).inference}
 
 
 class ModelSourceError(ValueError):
@@ -57,8 +113,11 @@ class InitConfig:
 # -- writing ------------------------------------------------------------------------------------------------------
 
 
-def export_weights(networks: dict[str, nn.Module], out_dir: Path, meta: dict[str, Any]) -> Path:
-    """Write each network's state dict as safetensors plus `pipeline.json`; atomic per file."""
+def export_weights(
+    networks: dict[str, nn.Module], out_dir: Path, meta: dict[str, Any], *, inference: dict[str, Any] | None = None
+) -> Path:
+    """Write each network's state dict as safetensors plus `pipeline.json` (with the `inference` settings chosen for
+    this model, when given); atomic per file."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, module in networks.items():
@@ -66,21 +125,26 @@ def export_weights(networks: dict[str, nn.Module], out_dir: Path, meta: dict[str
         tmp = out_dir / f".{name}.safetensors.tmp"
         save_file(state, str(tmp))
         tmp.replace(out_dir / f"{name}.safetensors")
-    tmp = out_dir / ".pipeline.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(out_dir / "pipeline.json")
+    write_meta(out_dir, {**meta, "inference": inference} if inference else meta)
     return out_dir
 
 
-def record_inference(directory: Path, **modes: str | float) -> dict[str, Any]:
+def write_meta(directory: Path, meta: dict[str, Any]) -> Path:
+    """`pipeline.json`, replaced whole: the one writer of that file."""
+    path = Path(directory) / "pipeline.json"
+    tmp = path.with_name(".pipeline.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def record_inference(directory: Path, **settings: str | float) -> dict[str, Any]:
     """Record inference defaults (`inpaint_mode`, `color_mode`, `chroma_scale`: what scored best for this model) in the
     `inference` field of a directory's `pipeline.json`, which `pipeline.load_pipeline` reads; atomic."""
     path = Path(directory) / "pipeline.json"
     meta = json.loads(path.read_text())
-    meta["inference"] = {**(meta.get("inference") or {}), **modes}
-    tmp = path.with_name(".pipeline.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(path)
+    meta["inference"] = {**(meta.get("inference") or {}), **settings}
+    write_meta(directory, meta)
     return meta["inference"]
 
 
@@ -158,6 +222,12 @@ def resolve_source(path: str | Path) -> WeightsSource:
 # -- loading ------------------------------------------------------------------------------------------------------
 
 
+def recorded_settings(sources: list[WeightsSource]) -> InferenceSettings:
+    """The inference defaults a chain of sources records (`pipeline.json` `inference`, first per key), else
+    `InferenceSettings()`."""
+    return InferenceSettings.from_recorded([s.meta.get("inference") or {} for s in sources])
+
+
 def _no_pretrained(cfg: Any) -> Any:
     """Weights come from the safetensors file; pretrained/initial weight paths of training are irrelevant."""
     for name in ("weights", "pretrained"):
@@ -168,16 +238,8 @@ def _no_pretrained(cfg: Any) -> Any:
 
 def build_network(network: str, meta: dict[str, Any]) -> nn.Module:
     """An inference network with random weights, rebuilt from the config section stored in `meta`."""
-    section = NETWORK_SECTIONS.get(network)
-    if section is None:
-        raise ValueError(f"unknown network {network!r}")
-    if network == "mat_G":
-        return build_generator(_no_pretrained(from_dict(MATConfig, meta.get(section), section)))
-    if network == "color_G":
-        return build_colorizer(_no_pretrained(from_dict(ColorizerConfig, meta.get(section), section)))
-    if network == "detector":
-        return build_detector(_no_pretrained(from_dict(DetectorConfig, meta.get(section), section)))
-    return BaselineGenerator(from_dict(BaselineConfig, meta.get(section), section))
+    spec = network_spec(network)
+    return spec.build(_no_pretrained(from_dict(spec.config, meta.get(spec.section), spec.section)))
 
 
 def load_weights_into(module: nn.Module, path: Path, network: str, *, strict: bool = True) -> None:

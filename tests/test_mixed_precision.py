@@ -119,11 +119,11 @@ def test_pipeline_predicts_in_bf16(tiny_export, tmp_path, device):
     root = make_contest_folder(tmp_path / "contest", count=3)
     grays = [np.asarray(Image.open(p)) for p in sorted((root / "test_input").glob("*.png"))]
     fp32 = load_pipeline([tiny_export], device).restore(grays, seed=2)
-    pipeline = load_pipeline([tiny_export], device, bf16=True)
+    pipeline = load_pipeline([tiny_export], device)
     log = DtypeLog(pipeline.networks)
-    bf16 = pipeline.restore(grays, seed=2)
+    bf16 = pipeline.restore(grays, settings=pipeline.defaults.but(precision="bf16"), seed=2)
     assert all(dtypes == {torch.bfloat16} for dtypes in log.seen.values()), log.seen
-    assert {name for name, _ in log.seen} == {"mat_G", "color_G"}
+    assert {name for name, _ in log.seen} == {"inpainter", "colorizer"}
     for a, b in zip(fp32, bf16):
         assert b.rgb.dtype == np.uint8
         assert b.rgb.shape == a.rgb.shape

@@ -11,6 +11,7 @@ import pytest
 from conftest import TINY_CONFIG, make_contest_folder, write_tiny_export
 from PIL import Image
 
+from restoration.inference import InferenceSettings
 from restoration.pipeline import load_pipeline
 from restoration.weights import ModelSourceError, resolve_source
 
@@ -60,6 +61,28 @@ def test_same_seed_same_output_different_seed_different_output(tiny_export, tmp_
     assert any(not np.array_equal(x.rgb, z.rgb) for x, z in zip(a, c))
 
 
+def test_an_image_restores_the_same_in_any_batch_or_order(tiny_export, tmp_path):
+    """Each image draws MAT's latent and dropout from its own stream (seed, key): batch and order do not matter,
+    which is what lets validation during training score exactly what restoration-predict writes."""
+    pipeline = load_pipeline([tiny_export])
+    tile = pipeline.defaults.but(inpaint_mode="tile")
+    grays = contest_inputs(tmp_path)
+    keys = ["a", "b", "c"]
+    together = pipeline.restore(grays, settings=tile, seed=5, keys=keys)
+    alone = [pipeline.restore([g], settings=tile, seed=5, keys=[k])[0] for g, k in zip(grays, keys)]
+    reversed_ = pipeline.restore(grays[::-1], settings=tile, seed=5, keys=keys[::-1])[::-1]
+    for x, y, z in zip(together, alone, reversed_):
+        assert np.array_equal(x.gray, y.gray)
+        assert np.array_equal(x.gray, z.gray)
+        # the colorizer's convolutions may round differently in another batch size: a rare 1-level difference
+        for other in (y, z):
+            diff = np.abs(x.rgb.astype(int) - other.rgb.astype(int))
+            assert diff.max() <= 1
+            assert (diff > 0).mean() < 1e-3
+    renamed = pipeline.restore(grays, settings=tile, seed=5, keys=["x", "y", "z"])
+    assert any(not np.array_equal(x.gray, y.gray) for x, y in zip(together, renamed))  # the key is the stream
+
+
 def test_image_without_a_contest_hole_uses_the_detector_or_is_left_as_is(tmp_path):
     smooth = (np.linspace(0, 255, 64 * 64).reshape(64, 64)).astype(np.uint8)
     without = load_pipeline([write_tiny_export(tmp_path / "a")])
@@ -93,8 +116,8 @@ def test_two_exports_chain_first_match_per_network(tmp_path):
     mat_only = write_tiny_export(tmp_path / "inpaint", ("mat_G",))
     color_only = write_tiny_export(tmp_path / "colorize", ("color_G",), seed=1)
     pipeline = load_pipeline([mat_only, color_only])
-    assert set(pipeline.networks) == {"mat_G", "color_G"}
-    assert pipeline.files["color_G"].parent == color_only
+    assert set(pipeline.networks) == {"inpainter", "colorizer"}
+    assert pipeline.files["colorizer"].parent == color_only
     assert "MAT (tile) -> colorizer (resize)" in pipeline.describe()
 
 
@@ -114,10 +137,10 @@ def test_bad_model_directories_are_named_in_the_error(tmp_path, tiny_export):
 
 def test_truncation_zero_is_the_default_and_differs_from_sampled_styles(tiny_export, tmp_path):
     grays = contest_inputs(tmp_path)
-    default = load_pipeline([tiny_export])
-    assert default.truncation_psi == 0.0
-    sampled = load_pipeline([tiny_export], truncation_psi=1.0)
-    a, b = default.restore(grays, seed=0), sampled.restore(grays, seed=0)
+    pipeline = load_pipeline([tiny_export])
+    assert pipeline.defaults.truncation_psi == 0.0
+    a = pipeline.restore(grays, seed=0)
+    b = pipeline.restore(grays, settings=pipeline.defaults.but(truncation_psi=1.0), seed=0)
     assert any(not np.array_equal(x.rgb, y.rgb) for x, y in zip(a, b))
     for x, y in zip(a, b):  # only the lost region can change
         known = x.known.astype(bool)
@@ -129,8 +152,9 @@ def test_truncation_zero_is_the_default_and_differs_from_sampled_styles(tiny_exp
 
 @pytest.mark.parametrize(("inpaint_mode", "color_mode"), [("resize", "resize"), ("fill", "full"), ("tile", "resize")])
 def test_modes_keep_known_pixels_at_odd_sizes(tiny_export, inpaint_mode, color_mode):
-    pipeline = load_pipeline([tiny_export], inpaint_mode=inpaint_mode, color_mode=color_mode)
+    pipeline = load_pipeline([tiny_export])
     pipeline.color_size = 32  # below the images, so `resize` really resizes
+    settings = InferenceSettings(inpaint_mode=inpaint_mode, color_mode=color_mode)
     rng = np.random.default_rng(0)
     grays, knowns = [], []
     for h, w in ((67, 131), (150, 90)):
@@ -139,7 +163,7 @@ def test_modes_keep_known_pixels_at_odd_sizes(tiny_export, inpaint_mode, color_m
         known[h // 4 : h // 2, w // 3 : w // 2] = 0
         grays.append(np.where(known == 1, gray, 5).astype(np.uint8))
         knowns.append(known)
-    out = pipeline.restore(grays, known=knowns)
+    out = pipeline.restore(grays, known=knowns, settings=settings)
     for gray, known, result in zip(grays, knowns, out):
         assert result.rgb.shape == (*gray.shape, 3)
         k = known.astype(bool)
@@ -154,8 +178,8 @@ def test_fill_mode_is_the_biharmonic_fill_of_the_gray(tiny_export):
     from restoration.anchors import classical_fill
     from restoration.data.color import signed_to_u8, u8_to_signed
 
-    pipeline = load_pipeline([tiny_export], inpaint_mode="fill")
-    assert "classical fill (biharmonic)" in pipeline.describe()
+    pipeline = load_pipeline([tiny_export])
+    assert "classical fill (biharmonic)" in pipeline.describe(InferenceSettings(inpaint_mode="fill"))
     yy, xx = np.mgrid[0:64, 0:64]
     known = np.ones((64, 64), np.uint8)
     known[20:40, 10:50] = 0
@@ -165,14 +189,14 @@ def test_fill_mode_is_the_biharmonic_fill_of_the_gray(tiny_export):
 
 
 def test_resize_inpainting_keeps_known_pixels_exact(tiny_export):
-    pipeline = load_pipeline([tiny_export], inpaint_mode="resize")
+    pipeline = load_pipeline([tiny_export])
     gray = np.random.default_rng(1).integers(0, 256, (1, 1, 150, 200)).astype(np.float32) / 127.5 - 1
     known = np.ones((1, 1, 150, 200), np.float32)
     known[..., 40:90, 60:120] = 0
     import torch
 
     g, k = torch.from_numpy(gray), torch.from_numpy(known)
-    filled = pipeline._inpaint_resized(g, k, torch.Generator().manual_seed(0))
+    filled = pipeline._inpaint_resized(g, k, InferenceSettings(inpaint_mode="resize"), 0, ["img"])
     assert torch.equal(filled[k.bool()], g[k.bool()])
 
 
@@ -180,23 +204,25 @@ def test_modes_recorded_in_pipeline_json_are_the_defaults(tmp_path):
     from restoration.weights import record_inference
 
     export = write_tiny_export(tmp_path / "final")
-    unrecorded = load_pipeline([export])
+    unrecorded = load_pipeline([export]).defaults
     assert (unrecorded.inpaint_mode, unrecorded.color_mode) == ("tile", "resize")
     record_inference(export, color_mode="full")
-    assert load_pipeline([export]).color_mode == "full"
+    assert load_pipeline([export]).defaults.color_mode == "full"
     record_inference(export, inpaint_mode="fill", color_mode="resize")
     pipeline = load_pipeline([export])
-    assert (pipeline.inpaint_mode, pipeline.color_mode, pipeline.color_size) == ("fill", "resize", 64)
-    assert load_pipeline([export], inpaint_mode="resize").inpaint_mode == "resize"  # the caller's choice wins
+    assert (pipeline.defaults.inpaint_mode, pipeline.defaults.color_mode, pipeline.color_size) == ("fill", "resize", 64)
+    assert pipeline.defaults.but(inpaint_mode="resize", color_mode=None).inpaint_mode == "resize"  # a flag wins
+    assert pipeline.defaults.but(inpaint_mode=None).inpaint_mode == "fill"  # an unset flag keeps the default
     with pytest.raises(ValueError, match="inpaint mode"):
-        load_pipeline([export], inpaint_mode="nope")
+        pipeline.defaults.but(inpaint_mode="nope")
 
 
 def test_chroma_scale_keeps_the_luma_and_scales_the_color(tiny_export, tmp_path):
     from restoration.weights import record_inference
 
     grays = contest_inputs(tmp_path)
-    out = {s: load_pipeline([tiny_export], chroma_scale=s).restore(grays, seed=0) for s in (1.0, 0.5, 0.0)}
+    pipeline = load_pipeline([tiny_export])
+    out = {s: pipeline.restore(grays, settings=InferenceSettings(chroma_scale=s), seed=0) for s in (1.0, 0.5, 0.0)}
     for i, gray in enumerate(grays):
         full, half, none = (out[s][i].rgb.astype(float) for s in (1.0, 0.5, 0.0))
         assert np.ptp(none, axis=2).max() <= 1  # no chroma: one gray value in all three channels
@@ -208,7 +234,16 @@ def test_chroma_scale_keeps_the_luma_and_scales_the_color(tiny_export, tmp_path)
         assert 0.45 < np.median(chroma(half)[strong] / chroma(full)[strong]) < 0.55
     export = shutil.copytree(tiny_export, tmp_path / "recorded")
     record_inference(export, chroma_scale=0.75)
-    assert load_pipeline([export]).chroma_scale == 0.75
+    assert load_pipeline([export]).defaults.chroma_scale == 0.75
     assert "chroma x0.75" in load_pipeline([export]).describe()
     with pytest.raises(ValueError, match="chroma scale"):
-        load_pipeline([export], chroma_scale=1.5)
+        InferenceSettings(chroma_scale=1.5)
+
+
+def test_a_shared_pipeline_is_never_changed_by_a_call(tiny_export, tmp_path):
+    """Settings are per call: one caller's truncation or mode cannot leak into the next (the MLflow model serves
+    concurrent requests from one pipeline)."""
+    pipeline = load_pipeline([tiny_export])
+    before = pipeline.defaults
+    pipeline.restore(contest_inputs(tmp_path)[:1], settings=InferenceSettings(inpaint_mode="fill", truncation_psi=1.0))
+    assert pipeline.defaults == before

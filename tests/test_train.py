@@ -47,11 +47,46 @@ def the_run(tmp_path: Path, name: str):
     return client, runs[0]
 
 
+def score_like_a_user(run_dir: Path, shards: Path, out: Path) -> dict:
+    """The run's export on its val split, the way a user gets a score: restoration-predict on the files, then
+    restoration-evaluate's scoring."""
+    from restoration.demo import write_contest_folder
+    from restoration.evaluate import evaluate_files
+    from restoration.predict import main as predict
+
+    contest = write_contest_folder(shards, out / "contest")
+    args = [
+        "--model",
+        str(run_dir),
+        "--input",
+        str(contest / "test.csv"),
+        "--out",
+        str(out / "pred"),
+        "--batch-size",
+        "3",
+    ]
+    assert predict(args) == 0
+    return evaluate_files(out / "pred", contest / "gt", inputs=[str(contest / "test.csv")])
+
+
 @pytest.mark.parametrize("stage", ["detector", "inpaint", "colorize", "joint", "gan_baseline"])
 def test_every_stage_trains_evaluates_and_exports(stage, tmp_path, tiny_shards):
-    rc = main([str(TINY), *overrides(tmp_path, tiny_shards, f"stage={stage}", f"run.name={stage}")])
+    rc = main(
+        [str(TINY), *overrides(tmp_path, tiny_shards, f"stage={stage}", f"run.name={stage}", "run.eval_batches=0")]
+    )
     assert rc == 0
     run_dir = tmp_path / "runs" / stage
+    final_val = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
+    assert final_val["step"] == 3
+    if stage != "detector":  # every export that restores: its last val score is what a user scores with it
+        user = score_like_a_user(run_dir, tiny_shards, tmp_path / "user")
+        assert user["count"] == final_val["samples"] > 0
+        for key in ("S", "M", "C", "score", "psnr"):
+            # batched convolutions may round a rare pixel one level apart between batch sizes: 1e-4, not 0
+            assert user["mean"][key] == pytest.approx(final_val[key], abs=1e-4), key
+        recorded = json.loads((run_dir / "final" / "pipeline.json").read_text()).get("inference")
+        if stage != "gan_baseline":  # a pipeline with settings to choose records the chosen ones
+            assert recorded["inpaint_mode"] in ("tile", "fill")
     assert (run_dir / "final" / "pipeline.json").is_file()
     assert json.loads((run_dir / "final" / "pipeline.json").read_text())["stage"] == stage
     assert any(run_dir.glob("final/*.safetensors"))

@@ -13,16 +13,8 @@ from torch import Tensor, nn
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import hole_ssim_loss, masked_l1, ssim_loss
-from restoration.models.mat import gray_to_mat_input, mat_output_to_luma
+from restoration.models.mat import mat_output_to_luma
 from restoration.precision import widen
-
-
-def mat_inputs(gray_in: Tensor, known: Tensor, z_dim: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(masked 3-channel image, z, c) for the MAT generator; z is drawn from the global RNG (training)."""
-    masked = gray_to_mat_input(gray_in) * known  # (B, 3, H, W); MAT masks again internally
-    z = torch.randn(known.shape[0], z_dim, device=known.device)
-    c = torch.zeros(known.shape[0], 0, device=known.device)
-    return masked, z, c
 
 
 def lazy_r1_weight(step: int, weights: LossConfig) -> float:

@@ -21,10 +21,27 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+Generators = torch.Generator | list[torch.Generator] | None  # one stream for the batch, or one per sample
+
+
+def draw(
+    sample: Callable[[tuple[int, ...], torch.Generator | None], Tensor], shape: tuple[int, ...], generator: Generators
+) -> Tensor:
+    """A random tensor whose first dimension is the batch: from the global RNG or one generator as a whole, or, with
+    one generator per sample, each sample's slice from its own stream (so an image's draws do not depend on what
+    else is in the batch)."""
+    if not isinstance(generator, list):
+        return sample(shape, generator)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    return torch.cat([sample((1, *shape[1:]), g) for g in generator])
+
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
@@ -353,15 +370,17 @@ class StyleConv(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(
-        self, x: Tensor, style: Tensor, noise_mode: str = "random", generator: torch.Generator | None = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, style: Tensor, noise_mode: str = "random", generator: Generators = None) -> Tensor:
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         # lrelu(conv + noise + bias) * sqrt 2 = lrelu(sqrt 2 conv + sqrt 2 bias + sqrt 2 noise): gains folded
         x = self.conv(x, style, gain=LRELU_GAIN, bias=self.bias * LRELU_GAIN)
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, generator=generator, dtype=x.dtype)
+            noise = draw(
+                lambda shape, g: torch.randn(shape, device=x.device, generator=g, dtype=x.dtype),
+                (x.shape[0], 1, *x.shape[2:]),
+                generator,
+            )
             x = x + noise * (self.noise_strength * LRELU_GAIN)
         elif self.use_noise and noise_mode == "const":
             x = x + (self.noise_const * (self.noise_strength * LRELU_GAIN)).to(x.dtype)

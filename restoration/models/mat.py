@@ -40,11 +40,13 @@ from restoration.models.layers import (
     DisBlock,
     DisFromRGB,
     FullyConnectedLayer,
+    Generators,
     MappingNet,
     MinibatchStdLayer,
     PartialConv2d,
     StyleConv,
     ToRGB,
+    draw,
     preferred_format,
 )
 from restoration.models.mat_transformer import BasicLayer, PatchResample, feature2token, token2feature
@@ -122,16 +124,20 @@ class MATConfig:
 # -- the always-on feature dropout ---------------------------------------------------------------------------------
 
 
-def bernoulli_keep(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+def bernoulli_keep(shape: tuple[int, ...], like: Tensor, generator: Generators) -> Tensor:
     """MAT's always-on feature dropout: a {0, 1} map, 1 with probability 0.5.
 
     Without a generator it draws exactly like the official `F.dropout(0.5-filled, p=0.5, training=True)` from the
-    global RNG (so seeded runs match the released model's behaviour bit for bit); with one, from that generator.
+    global RNG (so seeded runs match the released model's behaviour bit for bit); with one, from that generator;
+    with one per sample, each sample from its own.
     """
-    half = torch.full(shape, 0.5, device=like.device, dtype=torch.float32)
     if generator is None:
-        return F.dropout(half, p=0.5, training=True)
-    return torch.bernoulli(half, generator=generator)
+        return F.dropout(torch.full(shape, 0.5, device=like.device, dtype=torch.float32), p=0.5, training=True)
+    return draw(
+        lambda s, g: torch.bernoulli(torch.full(s, 0.5, device=like.device, dtype=torch.float32), generator=g),
+        shape,
+        generator,
+    )
 
 
 # -- first stage: the transformer ----------------------------------------------------------------------------------
@@ -188,7 +194,7 @@ class FirstStage(nn.Module):
         known: Tensor,
         ws: Tensor,
         noise_mode: str = "random",
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> Tensor:
         x = torch.cat([known - 0.5, img * known], dim=1).contiguous(memory_format=preferred_format(img))
         skips = []
@@ -395,7 +401,7 @@ class Generator(nn.Module):
         skip_w_avg_update: bool = False,
         noise_mode: str = "random",
         return_stg1: bool = False,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ):
         if truncation_cutoff is not None:
             raise NotImplementedError("truncation_cutoff is not supported (MAT never uses it)")
@@ -457,6 +463,17 @@ def build_generator(cfg: MATConfig) -> Generator:
 def build_discriminator(cfg: MATConfig) -> Discriminator:
     """The discriminator for `cfg`'s architecture, freshly initialised."""
     return Discriminator(cfg.arch())
+
+
+def mat_inputs(
+    gray_in: Tensor, known: Tensor, z_dim: int, generator: Generators = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """MAT's input recipe for a gray image, the one place training and inference take it from: (the masked
+    3-channel image, z, c). z comes from the global RNG (training) or from `generator` (reproducible inference)."""
+    masked = gray_to_mat_input(gray_in) * known  # (B, 3, H, W); MAT masks again internally
+    z = draw(lambda s, g: torch.randn(s, device=known.device, generator=g), (known.shape[0], z_dim), generator)
+    c = torch.zeros(known.shape[0], 0, device=known.device)
+    return masked, z, c
 
 
 def gray_to_mat_input(gray: Tensor) -> Tensor:

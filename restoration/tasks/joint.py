@@ -11,22 +11,22 @@ step over MAT and the colorizer with both discriminators frozen and unwrapped ->
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
 from restoration.convert_mat import load_mat_weights
-from restoration.inference import composite, inpaint_gray
+from restoration.inference import composite
 from restoration.losses.color_gan import color_d_loss, color_g_losses
 from restoration.losses.loss_config import LossConfig
-from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses, mat_inputs
-from restoration.models.colorizer import build_colorizer
-from restoration.models.discriminators import build_patch_discriminator
-from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input, mat_output_to_luma
+from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses
+from restoration.models.mat import gray_to_mat_input, mat_inputs, mat_output_to_luma
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
+from restoration.weights import build_networks
 
 
 def mat_luma(mat_rgb: Tensor, color_to_mat: float) -> Tensor:
@@ -40,18 +40,15 @@ def mat_luma(mat_rgb: Tensor, color_to_mat: float) -> Tensor:
 
 @dataclass
 class JointStage:
+    scores_masks: ClassVar[bool] = False
+    logs_model: ClassVar[bool] = True
     parts: StageParts
     loss: LossConfig
     perceptual: nn.Module | None
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> JointStage:
-        networks = {
-            "mat_G": build_generator(cfg.mat),
-            "mat_D": build_discriminator(cfg.mat),
-            "color_G": build_colorizer(cfg.colorizer),
-            "color_D": build_patch_discriminator(cfg.color_disc),
-        }
+        networks = build_networks(cfg, ("mat_G", "mat_D", "color_G", "color_D"))
         load_mat_weights(cfg.mat, networks["mat_G"], networks["mat_D"])
         parts = assemble(
             cfg, accelerator, networks, ema=("mat_G", "color_G"), images_per_step=images_per_step, bf16=bf16
@@ -103,8 +100,3 @@ class JointStage:
             losses.update(color_g_losses(p.plain("color_D"), color_G(gray_full), gray_full, batch["rgb"], w, known))
         skipped = p.apply(sum(losses.values()), "mat_G", "color_G") or skipped
         return step_report(d_losses, losses, skipped)
-
-    @torch.no_grad()
-    def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        gray = inpaint_gray(self.parts.ema["mat_G"], batch["input"], batch["known_mask"], generator=generator)
-        return {"gray": gray, "rgb": self.parts.ema["color_G"](gray)}

@@ -18,7 +18,7 @@ from restoration.distributed import average_running_stats
 from restoration.ema import ema_decay_from_half_life, ema_update, make_ema
 from restoration.optim import OptimConfig, apply_lr, lr_factor, make_adam, optimizer_step, requires_grad
 from restoration.recipe import TrainConfig, pipeline_meta
-from restoration.weights import export_weights, exportable_networks, load_init_weights
+from restoration.weights import Role, by_role, export_weights, exportable_networks, load_init_weights, network_spec
 
 
 @dataclass
@@ -89,9 +89,14 @@ class StageParts:
                 ema_update(self.ema[name], self.plain(name), self.ema_decay)
         return any(skipped.values())
 
-    def export(self, out_dir: Path, cfg: TrainConfig) -> Path:
+    def inference_networks(self) -> dict[Role, nn.Module]:
+        """What validation restores with, keyed by pipeline role: the EMA copies (the networks that are exported)."""
+        return by_role(exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model))
+
+    def export(self, out_dir: Path, cfg: TrainConfig, inference: dict | None = None) -> Path:
+        """The exported networks and `pipeline.json`, with the chosen inference settings when there are some."""
         networks = exportable_networks(self.ema, self.networks, self.accelerator.unwrap_model)
-        return export_weights(networks, out_dir, pipeline_meta(cfg))
+        return export_weights(networks, out_dir, pipeline_meta(cfg), inference=inference)
 
 
 def without_compile(network: nn.Module) -> nn.Module:
@@ -119,7 +124,7 @@ def assemble(
     images_per_step: int,
     bf16: bool,
 ) -> StageParts:
-    """Initial weights (`init.from_weights`), an Adam per network (discriminators, `*_D`, at `optim.d_lr`), and
+    """Initial weights (`init.from_weights`), an Adam per network (discriminators at `optim.d_lr`), and
     EMA copies of the `ema` networks, decaying per the run's global batch."""
     load_init_weights(networks, cfg.init.from_weights, strict=cfg.init.strict)
     optim = cfg.optim
@@ -127,7 +132,7 @@ def assemble(
         accelerator=accelerator,
         networks=networks,
         optimizers={
-            name: make_adam(net.parameters(), optim.d_lr if name.endswith("_D") else optim.lr, optim)
+            name: make_adam(net.parameters(), optim.d_lr if _is_critic(name) else optim.lr, optim)
             for name, net in networks.items()
         },
         ema={name: make_ema(networks[name]) for name in ema},
@@ -136,3 +141,7 @@ def assemble(
         max_steps=cfg.run.max_steps,
         bf16=bf16,
     )
+
+
+def _is_critic(name: str) -> bool:
+    return network_spec(name).optimizer == "discriminator"

@@ -7,6 +7,7 @@ loss is BCE + Dice on the known mask, the eval metric the mask IoU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -15,20 +16,24 @@ from torch import Tensor
 
 from restoration.losses.dice import dice_loss
 from restoration.losses.loss_config import LossConfig
-from restoration.models.detector import build_detector
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble
+from restoration.weights import build_networks
 
 
 @dataclass
 class DetectionStage:
+    """Validation adds the mask IoU of the learned detector (`scores_masks`); its export alone restores nothing."""
+
+    scores_masks: ClassVar[bool] = True
+    logs_model: ClassVar[bool] = False
     parts: StageParts
     loss: LossConfig
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> DetectionStage:
-        networks = {"detector": build_detector(cfg.detector)}
+        networks = build_networks(cfg, ("detector",))
         parts = assemble(cfg, accelerator, networks, ema=("detector",), images_per_step=images_per_step, bf16=bf16)
         return cls(parts, cfg.loss)
 
@@ -43,9 +48,3 @@ class DetectionStage:
         skipped = p.apply(loss, "detector")
         scalars = {"bce": bce, "dice": dice, "loss": loss}
         return {k: v.detach() for k, v in scalars.items()} | {"skipped": torch.tensor(float(skipped))}
-
-    @torch.no_grad()
-    def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        logits = self.parts.ema["detector"](batch["input"])
-        gray = batch["input"]
-        return {"gray": gray, "rgb": gray.expand(-1, 3, -1, -1), "known_mask": (logits > 0).float()}

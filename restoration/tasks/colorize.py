@@ -7,6 +7,7 @@ involved. Step order: PatchGAN step (when `loss.color_adv` > 0) -> colorizer ste
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from accelerate import Accelerator
@@ -14,21 +15,25 @@ from torch import Tensor
 
 from restoration.losses.color_gan import color_d_loss, color_g_losses
 from restoration.losses.loss_config import LossConfig
-from restoration.models.colorizer import build_colorizer
-from restoration.models.discriminators import build_patch_discriminator
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
+from restoration.weights import build_networks
 
 
 @dataclass
 class ColorizeStage:
+    """Validation colorizes the masked input as it is, or over the classical fill (this stage never learned to
+    inpaint): the score shows what coloring alone buys; use `joint` for the full pipeline."""
+
+    scores_masks: ClassVar[bool] = False
+    logs_model: ClassVar[bool] = False
     parts: StageParts
     loss: LossConfig
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> ColorizeStage:
-        networks = {"color_G": build_colorizer(cfg.colorizer), "color_D": build_patch_discriminator(cfg.color_disc)}
+        networks = build_networks(cfg, ("color_G", "color_D"))
         parts = assemble(cfg, accelerator, networks, ema=("color_G",), images_per_step=images_per_step, bf16=bf16)
         return cls(parts, cfg.loss)
 
@@ -53,10 +58,3 @@ class ColorizeStage:
             g_losses = color_g_losses(p.plain("color_D"), G(gray), gray, gt, w, batch.get("known_mask"))
         g_skipped = p.apply(sum(g_losses.values()), "color_G")
         return step_report(d_out, g_losses, d_skipped or g_skipped)
-
-    @torch.no_grad()
-    def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Colorize the masked input as it is (this stage never learned to inpaint): the score shows what
-        coloring alone buys; use `joint` for the full pipeline."""
-        gray = batch["input"]
-        return {"gray": gray, "rgb": self.parts.ema["color_G"](gray)}

@@ -7,33 +7,32 @@ study trains it at the same compute as the two-stage and joint pipelines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from accelerate import Accelerator
 from torch import Tensor
 
-from restoration.data.color import rgb_to_luma
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import l1
-from restoration.models.baseline import build_baseline
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble
+from restoration.weights import build_networks
 
 
 @dataclass
 class GanBaselineStage:
+    scores_masks: ClassVar[bool] = False
+    logs_model: ClassVar[bool] = True
     parts: StageParts
     loss: LossConfig
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> GanBaselineStage:
-        G, D = build_baseline(cfg.baseline)
-        parts = assemble(
-            cfg, accelerator, {"baseline_G": G, "baseline_D": D}, ema=("baseline_G",),
-            images_per_step=images_per_step, bf16=bf16,
-        )  # fmt: skip
+        networks = build_networks(cfg, ("baseline_G", "baseline_D"))
+        parts = assemble(cfg, accelerator, networks, ema=("baseline_G",), images_per_step=images_per_step, bf16=bf16)
         return cls(parts, cfg.loss)
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
@@ -65,8 +64,3 @@ class GanBaselineStage:
             "g_loss": g_loss.detach(),
             "skipped": torch.tensor(float(d_skipped or g_skipped)),
         }
-
-    @torch.no_grad()
-    def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        rgb = self.parts.ema["baseline_G"](batch["input"]).clamp(-1, 1)
-        return {"gray": rgb_to_luma(rgb).clamp(-1, 1), "rgb": rgb}

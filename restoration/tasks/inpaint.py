@@ -8,34 +8,35 @@ discriminator frozen and called unwrapped -> EMA.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
 from restoration.convert_mat import load_mat_weights
-from restoration.inference import inpaint_gray
 from restoration.losses.loss_config import LossConfig
-from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses, mat_inputs
-from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input
+from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses
+from restoration.models.mat import gray_to_mat_input, mat_inputs
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
+from restoration.weights import build_networks
 
 
 @dataclass
 class InpaintStage:
+    scores_masks: ClassVar[bool] = False
+    logs_model: ClassVar[bool] = False
     parts: StageParts
     loss: LossConfig
     perceptual: nn.Module | None
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> InpaintStage:
-        G, D = build_generator(cfg.mat), build_discriminator(cfg.mat)
-        load_mat_weights(cfg.mat, G, D)
-        parts = assemble(
-            cfg, accelerator, {"mat_G": G, "mat_D": D}, ema=("mat_G",), images_per_step=images_per_step, bf16=bf16
-        )
+        networks = build_networks(cfg, ("mat_G", "mat_D"))
+        load_mat_weights(cfg.mat, networks["mat_G"], networks["mat_D"])
+        parts = assemble(cfg, accelerator, networks, ema=("mat_G",), images_per_step=images_per_step, bf16=bf16)
         return cls(parts, cfg.loss, build_perceptual(cfg.loss))
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
@@ -74,9 +75,3 @@ class InpaintStage:
             )
         g_skipped = p.apply(sum(g_losses.values()), "mat_G")
         return step_report(d_out, g_losses, d_skipped or g_skipped)
-
-    @torch.no_grad()
-    def predict(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """EMA inpainting: the composite gray (B, 1, H, W) and, for the score, that gray as RGB."""
-        gray = inpaint_gray(self.parts.ema["mat_G"], batch["input"], batch["known_mask"], generator=generator)
-        return {"gray": gray, "rgb": gray.expand(-1, 3, -1, -1)}
