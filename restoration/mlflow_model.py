@@ -8,8 +8,9 @@ MAT generator, colorizer or the baseline; no discriminators) and `pipeline.json`
 Input (a DataFrame, or JSON `dataframe_records` / `dataframe_split`, or a CSV): one row per image with either
 `image`, the encoded file (PNG/JPEG/...) as bytes or base64 text, or `path`, a file readable by the server.
 Output: one row per image: `image` (base64 PNG of the restored RGB), `width`, `height`, `lost_fraction` (of the
-detected lost region) and `mask_source` (exact / detector / none). Params: `seed`, `batch_size`,
-`truncation_psi` (MAT's style: 0 = mean style, the default; 1 = sampled).
+detected lost region) and `mask_source` (`exact`: the contest rule, `learned`: the learned detector, `none`: no lost
+region found). Params: `seed`, `batch_size`, `truncation_psi` (MAT's style: 0 = mean style, the default; 1 =
+sampled). A row's random draws depend on its position and the seed only, never on the batch.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ networks in memory, `Pipeline.from_networks`), `restoration-predict`, `restorati
 model, the demo and the quality study (built from an export, `load_pipeline`). How it restores is an
 `InferenceSettings` value passed per call (`restoration/inference.py`); a model's defaults are the settings chosen on
 its val split when its training ended (`pipeline.json` `inference`). Networks are held by role (inpainter,
-colorizer, restorer, detector: `weights.NETWORK_TABLE`), never by name.
+colorizer, restorer, mask_detector: `weights.NETWORK_TABLE`), never by name.
 
 Sizes: MAT works on a fixed square window (512 for the official weights). An image of any other size is padded to a
 whole number of windows with the pad marked as lost (MAT paints it, the crop removes it). The colorizer is fully
@@ -51,7 +51,7 @@ from restoration.weights import (
 log = logging.getLogger(__name__)
 
 UNET_MULTIPLE = 32  # the timm U-Nets (colorizer, detector, baseline) need sides divisible by their total stride
-MaskSource = Literal["given", "exact", "detector", "none"]
+MaskSource = Literal["given", "exact", "learned", "none"]
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Pipeline:
             scale = f", chroma x{s.chroma_scale:g}" if s.chroma_scale != 1 else ""
             colorizer = f"colorizer ({s.color_mode}{scale})" if "colorizer" in nets else "no colorizer (gray output)"
             steps = [inpainter, colorizer]
-        detect = "exact rule + learned detector" if "detector" in nets else "exact rule"
+        detect = "exact rule + learned detector" if "mask_detector" in nets else "exact rule"
         return f"{detect} -> " + " -> ".join(steps) + f" (window {self.window}px, {self.device}, {s.precision})"
 
     # -- the lost region -------------------------------------------------------------------------------------
@@ -134,9 +134,9 @@ class Pipeline:
         hole = exact_hole(gray)
         if hole is not None:
             return (~hole).astype(np.uint8), "exact"
-        if "detector" not in self.networks:
+        if "mask_detector" not in self.networks:
             return np.ones(gray.shape, np.uint8), "none"
-        return self.detect(gray, settings), "detector"
+        return self.detect(gray, settings), "learned"
 
     @torch.no_grad()
     def detect(self, gray: np.ndarray, settings: InferenceSettings | None = None) -> np.ndarray:
@@ -146,7 +146,7 @@ class Pipeline:
         canvas = np.pad(gray, ((0, H - h), (0, W - w)), mode="reflect" if min(h, w) > 1 else "edge")
         x = u8_to_signed(torch.from_numpy(canvas).to(self.device)[None, None])
         with self._autocast(settings or self.defaults):
-            logits = self.networks["detector"](x)[0, 0, :h, :w].float()
+            logits = self.networks["mask_detector"](x)[0, 0, :h, :w].float()
         return (logits > 0).cpu().numpy().astype(np.uint8)
 
     # -- restoring -------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from restoration.models.mat import MATConfig, build_discriminator, build_generat
 log = logging.getLogger(__name__)
 
 Role = Literal[
-    "inpainter", "colorizer", "restorer", "detector", "inpainter_critic", "colorizer_critic", "restorer_critic"
+    "inpainter", "colorizer", "restorer", "mask_detector", "inpainter_critic", "colorizer_critic", "restorer_critic"
 ]
 OptimizerGroup = Literal["generator", "discriminator"]
 RESTORING_ROLES: tuple[Role, ...] = ("inpainter", "colorizer", "restorer")  # a pipeline needs one of these
@@ -65,7 +65,7 @@ NETWORK_TABLE: tuple[NetworkSpec, ...] = (
     NetworkSpec("mat_G", "inpainter", "mat", MATConfig, build_generator, "generator", True),
     NetworkSpec("color_G", "colorizer", "colorizer", ColorizerConfig, build_colorizer, "generator", True),
     NetworkSpec("baseline_G", "restorer", "baseline", BaselineConfig, BaselineGenerator, "generator", True),
-    NetworkSpec("detector", "detector", "detector", DetectorConfig, build_detector, "generator", True),
+    NetworkSpec("detector", "mask_detector", "detector", DetectorConfig, build_detector, "generator", True),
     NetworkSpec("mat_D", "inpainter_critic", "mat", MATConfig, build_discriminator, "discriminator", False),
     NetworkSpec(
         "color_D", "colorizer_critic", "color_disc", PatchDiscriminatorConfig, build_patch_discriminator,

@@ -91,7 +91,7 @@ def test_image_without_a_contest_hole_uses_the_detector_or_is_left_as_is(tmp_pat
     assert result.known.all()
     with_detector = load_pipeline([write_tiny_export(tmp_path / "b", ("mat_G", "color_G", "detector"))])
     (result,) = with_detector.restore([smooth])
-    assert result.mask_source == "detector"
+    assert result.mask_source == "learned"
     assert set(np.unique(result.known)) <= {0, 1}
 
 

@@ -6,12 +6,13 @@ contest's color term C). Used by the `colorize` and `joint` stages.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import Tensor, nn
 
 from restoration.losses.adversarial import d_hinge_loss, d_logistic_loss, g_hinge_loss, g_nonsaturating_loss
 from restoration.losses.hue_histogram import hue_histogram_loss
-from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import chroma_l1, hole_ssim_loss, ssim_loss
 from restoration.precision import widen
 
@@ -26,30 +27,31 @@ def color_d_loss(
     return {"cd_loss": loss_fn(logits[:B], logits[B:]), "cd_real": logits[:B].mean().detach()}
 
 
-def color_g_losses(
-    D_plain: nn.Module,
+def color_g_terms(
+    D_plain: nn.Module | None,
     rgb: Tensor,
     gray_in: Tensor,
     gt_rgb: Tensor,
-    weights: LossConfig,
+    *,
+    terms: Collection[str],
+    gan: str = "logistic",
     known: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Weighted generator-side colorizer losses; `gray_in` is what the colorizer saw (in `joint` gradients flow
-    through it into MAT); `D_plain` is the frozen, unwrapped discriminator; `known` (1 = known) places the hole
-    SSIM (M's proxy) when `color_hole_ssim` is on."""
-    losses: dict[str, Tensor] = {}
-    if weights.color_adv > 0:
+    """Unweighted generator-side colorizer terms named in `terms` (the stage weighs them): `color_adv` (the frozen,
+    unwrapped `D_plain`; `gan` logistic or hinge), `chroma_l1`, `ssim`, `hue_hist` and `color_hole_ssim` (M's proxy,
+    needs `known`, 1 = known). `gray_in` is what the colorizer saw (in `joint` gradients flow through it into MAT)."""
+    out: dict[str, Tensor] = {}
+    if "color_adv" in terms:
         logits = D_plain(rgb, gray_in)
-        adv = g_hinge_loss(logits) if weights.color_gan == "hinge" else g_nonsaturating_loss(logits)
-        losses["color_adv"] = weights.color_adv * adv
-    if weights.chroma_l1 > 0:
-        losses["chroma_l1"] = weights.chroma_l1 * chroma_l1(widen(rgb), gt_rgb)
-    if weights.ssim > 0:
-        losses["ssim"] = weights.ssim * ssim_loss(widen(rgb), gt_rgb)
-    if weights.hue_hist > 0:
-        losses["hue_hist"] = weights.hue_hist * hue_histogram_loss(widen(rgb), gt_rgb)
-    if weights.color_hole_ssim > 0:
+        out["color_adv"] = g_hinge_loss(logits) if gan == "hinge" else g_nonsaturating_loss(logits)
+    if "chroma_l1" in terms:
+        out["chroma_l1"] = chroma_l1(widen(rgb), gt_rgb)
+    if "ssim" in terms:
+        out["ssim"] = ssim_loss(widen(rgb), gt_rgb)
+    if "hue_hist" in terms:
+        out["hue_hist"] = hue_histogram_loss(widen(rgb), gt_rgb)
+    if "color_hole_ssim" in terms:
         if known is None:
             raise ValueError("loss.color_hole_ssim needs the batch's known mask")
-        losses["color_hole_ssim"] = weights.color_hole_ssim * hole_ssim_loss(widen(rgb), gt_rgb, 1.0 - known)
-    return losses
+        out["color_hole_ssim"] = hole_ssim_loss(widen(rgb), gt_rgb, 1.0 - known)
+    return out

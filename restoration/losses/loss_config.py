@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from torch import Tensor
+
 
 @dataclass
 class LossConfig:
@@ -38,8 +40,38 @@ class LossConfig:
     # detector
     detector_dice: float = 1.0
 
+    def mat_weights(self) -> dict[str, float]:
+        """MAT's generator terms (`losses.mat_gan.mat_g_terms`) and their weights, in the order they are summed."""
+        return {
+            "mat_adv": self.mat_adv,
+            "mat_l1": self.mat_l1_hole,
+            "mat_hole_ssim": self.mat_hole_ssim,
+            "mat_ssim": self.mat_ssim,
+            "mat_perceptual": self.mat_perceptual,
+        }
+
+    def color_weights(self) -> dict[str, float]:
+        """The colorizer's generator terms (`losses.color_gan.color_g_terms`) and their weights, in summing order."""
+        return {
+            "color_adv": self.color_adv,
+            "chroma_l1": self.chroma_l1,
+            "ssim": self.ssim,
+            "hue_hist": self.hue_hist,
+            "color_hole_ssim": self.color_hole_ssim,
+        }
+
     def __post_init__(self) -> None:
         if self.r1_every < 1:
             raise ValueError(f"loss.r1_every must be >= 1, got {self.r1_every}")
         if self.mat_perceptual > 0 and self.perceptual_weights is None:
             raise ValueError("loss.mat_perceptual > 0 needs loss.perceptual_weights (a local VGG-19 weights file)")
+
+
+def active(weights: dict[str, float]) -> set[str]:
+    """The terms worth computing: those with a positive weight."""
+    return {name for name, weight in weights.items() if weight > 0}
+
+
+def weigh(terms: dict[str, Tensor], weights: dict[str, float]) -> dict[str, Tensor]:
+    """Each unweighted term times its weight, in the terms' order (the order they are summed and logged in)."""
+    return {name: weights[name] * term for name, term in terms.items()}

@@ -7,19 +7,21 @@ hole L1 on luma and a perceptual term. Used by the `inpaint` and `joint` stages.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
 from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
-from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import hole_ssim_loss, masked_l1, ssim_loss
 from restoration.models.mat import mat_output_to_luma
 from restoration.precision import widen
 
 
-def lazy_r1_weight(step: int, weights: LossConfig) -> float:
+def lazy_r1_weight(step: int, r1_gamma: float, r1_every: int) -> float:
     """Lazy R1: the penalty is taken every `r1_every` steps, scaled by that interval (0 on the other steps)."""
-    return float(weights.r1_every) if weights.r1_gamma > 0 and step % weights.r1_every == 0 else 0.0
+    return float(r1_every) if r1_gamma > 0 and step % r1_every == 0 else 0.0
 
 
 def mat_d_loss(
@@ -57,7 +59,7 @@ def mat_d_loss(
     return out
 
 
-def mat_g_losses(
+def mat_g_terms(
     D_plain: nn.Module,
     fake: Tensor,
     fake_stg1: Tensor,
@@ -65,32 +67,33 @@ def mat_g_losses(
     known: Tensor,
     c: Tensor,
     gray: Tensor,
-    weights: LossConfig,
-    perceptual: nn.Module | None,
+    *,
+    terms: Collection[str],
+    perceptual: nn.Module | None = None,
 ) -> dict[str, Tensor]:
-    """Weighted generator-side MAT losses: adversarial (both heads of the frozen, unwrapped `D_plain`), L1 of the
-    lost pixels' luma against the true `gray`, the perceptual term when a perceptual network is given, and the
-    score-aligned SSIMs of the composite luma (hole: M, whole image: S) when their weights are on."""
+    """Unweighted generator-side MAT terms (the stage weighs them): `mat_adv` always (both heads of the frozen,
+    unwrapped `D_plain`), and those named in `terms`: `mat_l1` (L1 of the lost pixels' luma against the true
+    `gray`), `mat_hole_ssim` / `mat_ssim` (SSIM losses of the composite luma over the hole, M's proxy, and the whole
+    image, S's) and `mat_perceptual` (needs `perceptual`)."""
     logits, logits_stg1 = D_plain(fake, known, fake_stg1, c)
-    losses = {"mat_adv": weights.mat_adv * (g_nonsaturating_loss(logits) + g_nonsaturating_loss(logits_stg1))}
-    if weights.mat_l1_hole > 0:
-        luma = mat_output_to_luma(fake)
-        losses["mat_l1"] = weights.mat_l1_hole * masked_l1(widen(luma), gray, 1.0 - known)
-    if weights.mat_hole_ssim > 0 or weights.mat_ssim > 0:  # on the composite, the gray the pipeline passes on
+    out = {"mat_adv": g_nonsaturating_loss(logits) + g_nonsaturating_loss(logits_stg1)}
+    if "mat_l1" in terms:
+        out["mat_l1"] = masked_l1(widen(mat_output_to_luma(fake)), gray, 1.0 - known)
+    if "mat_hole_ssim" in terms or "mat_ssim" in terms:  # on the composite, the gray the pipeline passes on
         gray_full = known * gray + (1.0 - known) * widen(mat_output_to_luma(fake))
-        if weights.mat_hole_ssim > 0:
-            losses["mat_hole_ssim"] = weights.mat_hole_ssim * hole_ssim_loss(gray_full, gray, 1.0 - known)
-        if weights.mat_ssim > 0:
-            losses["mat_ssim"] = weights.mat_ssim * ssim_loss(gray_full, gray)
-    if perceptual is not None and weights.mat_perceptual > 0:
-        losses["mat_perceptual"] = weights.mat_perceptual * perceptual(widen(fake), real)
-    return losses
+        if "mat_hole_ssim" in terms:
+            out["mat_hole_ssim"] = hole_ssim_loss(gray_full, gray, 1.0 - known)
+        if "mat_ssim" in terms:
+            out["mat_ssim"] = ssim_loss(gray_full, gray)
+    if perceptual is not None and "mat_perceptual" in terms:
+        out["mat_perceptual"] = perceptual(widen(fake), real)
+    return out
 
 
-def build_perceptual(weights: LossConfig) -> nn.Module | None:
+def build_perceptual(weight: float, weights_file: Path | None) -> nn.Module | None:
     """The frozen perceptual network, only when its loss is switched on (it needs a local weights file)."""
-    if weights.mat_perceptual <= 0:
+    if weight <= 0:
         return None
     from restoration.losses.perceptual import build_perceptual_loss
 
-    return build_perceptual_loss(weights.perceptual_weights)
+    return build_perceptual_loss(weights_file)

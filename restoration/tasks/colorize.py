@@ -13,8 +13,8 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 
-from restoration.losses.color_gan import color_d_loss, color_g_losses
-from restoration.losses.loss_config import LossConfig
+from restoration.losses.color_gan import color_d_loss, color_g_terms
+from restoration.losses.loss_config import LossConfig, active, weigh
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
@@ -55,6 +55,11 @@ class ColorizeStage:
             p.freeze("color_D")
 
         with p.autocast():
-            g_losses = color_g_losses(p.plain("color_D"), G(gray), gray, gt, w, batch.get("known_mask"))
+            weights = w.color_weights()
+            terms = color_g_terms(
+                p.plain("color_D"), G(gray), gray, gt, terms=active(weights), gan=w.color_gan,
+                known=batch.get("known_mask"),
+            )  # fmt: skip
+            g_losses = weigh(terms, weights)
         g_skipped = p.apply(sum(g_losses.values()), "color_G")
         return step_report(d_out, g_losses, d_skipped or g_skipped)

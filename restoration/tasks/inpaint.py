@@ -15,8 +15,8 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from restoration.convert_mat import load_mat_weights
-from restoration.losses.loss_config import LossConfig
-from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses
+from restoration.losses.loss_config import LossConfig, active, weigh
+from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_terms
 from restoration.models.mat import gray_to_mat_input, mat_inputs
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
@@ -37,7 +37,7 @@ class InpaintStage:
         networks = build_networks(cfg, ("mat_G", "mat_D"))
         load_mat_weights(cfg.mat, networks["mat_G"], networks["mat_D"])
         parts = assemble(cfg, accelerator, networks, ema=("mat_G",), images_per_step=images_per_step, bf16=bf16)
-        return cls(parts, cfg.loss, build_perceptual(cfg.loss))
+        return cls(parts, cfg.loss, build_perceptual(cfg.loss.mat_perceptual, cfg.loss.perceptual_weights))
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         p, w = self.parts, self.loss
@@ -52,7 +52,7 @@ class InpaintStage:
         p.train("mat_D")
         with torch.no_grad(), p.autocast():
             fake, fake_stg1 = G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
-        r1_weight = lazy_r1_weight(step, w)
+        r1_weight = lazy_r1_weight(step, w.r1_gamma, w.r1_every)
         with p.autocast(r1_weight == 0):
             d_out = mat_d_loss(
                 p.for_r1("mat_D", r1_weight),
@@ -70,8 +70,11 @@ class InpaintStage:
         p.freeze("mat_D")
         with p.autocast():
             fake, fake_stg1 = G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
-            g_losses = mat_g_losses(
-                p.plain("mat_D"), fake, fake_stg1, real, known, c, batch["gray"], w, self.perceptual
-            )
+            weights = w.mat_weights()
+            terms = mat_g_terms(
+                p.plain("mat_D"), fake, fake_stg1, real, known, c, batch["gray"], terms=active(weights),
+                perceptual=self.perceptual,
+            )  # fmt: skip
+            g_losses = weigh(terms, weights)
         g_skipped = p.apply(sum(g_losses.values()), "mat_G")
         return step_report(d_out, g_losses, d_skipped or g_skipped)

@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 from restoration.convert_mat import load_mat_weights
 from restoration.inference import composite
-from restoration.losses.color_gan import color_d_loss, color_g_losses
-from restoration.losses.loss_config import LossConfig
-from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses
+from restoration.losses.color_gan import color_d_loss, color_g_terms
+from restoration.losses.loss_config import LossConfig, active, weigh
+from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_terms
 from restoration.models.mat import gray_to_mat_input, mat_inputs, mat_output_to_luma
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
@@ -53,7 +53,7 @@ class JointStage:
         parts = assemble(
             cfg, accelerator, networks, ema=("mat_G", "color_G"), images_per_step=images_per_step, bf16=bf16
         )
-        return cls(parts, cfg.loss, build_perceptual(cfg.loss))
+        return cls(parts, cfg.loss, build_perceptual(cfg.loss.mat_perceptual, cfg.loss.perceptual_weights))
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         p, w = self.parts, self.loss
@@ -70,7 +70,7 @@ class JointStage:
             fake, fake_stg1 = mat_G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
             gray_full = composite(known, gray_in, mat_luma(widen(fake), 1.0))
             rgb = color_G(gray_full)
-        r1_weight = lazy_r1_weight(step, w)
+        r1_weight = lazy_r1_weight(step, w.r1_gamma, w.r1_every)
         with p.autocast(r1_weight == 0):  # R1 in fp32
             d_losses = mat_d_loss(
                 p.for_r1("mat_D", r1_weight),
@@ -93,10 +93,16 @@ class JointStage:
         p.freeze("mat_D", "color_D")
         with p.autocast():
             fake, fake_stg1 = mat_G(masked, known, z, c, truncation_psi=trunc, noise_mode="random", return_stg1=True)
-            losses = mat_g_losses(
-                p.plain("mat_D"), fake, fake_stg1, real_gray3, known, c, batch["gray"], w, self.perceptual
-            )
+            mat_weights, color_weights = w.mat_weights(), w.color_weights()
+            mat_terms = mat_g_terms(
+                p.plain("mat_D"), fake, fake_stg1, real_gray3, known, c, batch["gray"], terms=active(mat_weights),
+                perceptual=self.perceptual,
+            )  # fmt: skip
             gray_full = composite(known, gray_in, mat_luma(widen(fake), w.joint_color_to_mat))
-            losses.update(color_g_losses(p.plain("color_D"), color_G(gray_full), gray_full, batch["rgb"], w, known))
+            color_terms = color_g_terms(
+                p.plain("color_D"), color_G(gray_full), gray_full, batch["rgb"], terms=active(color_weights),
+                gan=w.color_gan, known=known,
+            )  # fmt: skip
+            losses = weigh(mat_terms, mat_weights) | weigh(color_terms, color_weights)
         skipped = p.apply(sum(losses.values()), "mat_G", "color_G") or skipped
         return step_report(d_losses, losses, skipped)

@@ -91,15 +91,18 @@ def test_hole_ssim_is_zero_for_the_truth_and_punishes_noise_in_the_hole_only():
 
 
 def test_aligned_terms_are_off_by_default_and_appear_when_weighted():
-    from restoration.losses.color_gan import color_g_losses
-    from restoration.losses.loss_config import LossConfig
+    from restoration.losses.color_gan import color_g_terms
+    from restoration.losses.loss_config import LossConfig, active, weigh
 
     rgb, gt = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     gray, known = rgb.mean(1, keepdim=True), torch.ones(2, 1, 32, 32)
     known[..., 8:20, 8:20] = 0
-    off = LossConfig(color_adv=0.0)
-    assert "color_hole_ssim" not in color_g_losses(None, rgb, gray, gt, off, known)
-    on = LossConfig(color_adv=0.0, color_hole_ssim=2.0)
-    assert color_g_losses(None, rgb, gray, gt, on, known)["color_hole_ssim"] > 0
+    off = LossConfig(color_adv=0.0).color_weights()
+    assert "color_hole_ssim" not in color_g_terms(None, rgb, gray, gt, terms=active(off), known=known)
+    on = LossConfig(color_adv=0.0, color_hole_ssim=2.0).color_weights()
+    terms = color_g_terms(None, rgb, gray, gt, terms=active(on), known=known)
+    assert "color_adv" not in terms  # a zero weight is not computed (no discriminator needed)
+    assert terms["color_hole_ssim"] > 0
+    assert torch.equal(weigh(terms, on)["color_hole_ssim"], 2.0 * terms["color_hole_ssim"])  # the stage weighs
     with pytest.raises(ValueError, match="known mask"):
-        color_g_losses(None, rgb, gray, gt, on)
+        color_g_terms(None, rgb, gray, gt, terms=active(on))
