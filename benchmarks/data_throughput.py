@@ -29,8 +29,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data_prep.build_shards import build_photo_shards  # noqa: E402
 from restoration.data.masks import MaskConfig, sample_known_mask  # noqa: E402
+from restoration.data.shard_build import build_photo_shards  # noqa: E402
 from restoration.data.shards import DataConfig, make_train_loader  # noqa: E402
 
 

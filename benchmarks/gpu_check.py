@@ -361,7 +361,7 @@ class Check:
         import numpy as np
         from PIL import Image
 
-        from data_prep.build_shards import build_photo_shards
+        from restoration.data.shard_build import build_photo_shards
 
         photos = self.work / "photos"
         photos.mkdir(exist_ok=True)

@@ -116,7 +116,7 @@ PIPELINES = {  # evaluated pipeline -> (the runs (or checkpoints) it is made of,
 
 
 def build_data(photos: Path, out: Path, size: int) -> Path:
-    from data_prep.build_shards import build_photo_shards
+    from restoration.data.shard_build import build_photo_shards
 
     shards = out / "data" / f"shards-{size}"
     if not (shards / "manifest.json").is_file():
@@ -149,7 +149,7 @@ def contest_eval_set(photos: Path, out: Path, *, size: int = 512, val_fraction: 
     center crops in `gt/`, masked gray inputs in `test_input/` and `test.csv`. Masks alternate seeded between the two
     contest styles: a random polygon with one gray fill (test inputs) and a near-black circle or square (train
     inputs). Scored like a submission: the lost region is derived from input vs ground truth."""
-    from data_prep.build_shards import list_photos, plan_shards
+    from restoration.data.shard_sources import list_photos, plan_shards
 
     contest = out / f"contest-{size}"
     if (contest / "test.csv").is_file():

@@ -27,12 +27,12 @@ import sys
 import tarfile
 from pathlib import Path
 
-from data_prep.builtin import builtin_shards_dir
 from restoration import train
 from restoration.anchor_scores import score_anchors
 from restoration.anchors import fill_method
 from restoration.checkpoint import latest_checkpoint
 from restoration.config import load_config
+from restoration.data.builtin import builtin_shards_dir
 from restoration.recipe import TrainConfig
 from restoration.weights import resolve_source
 
