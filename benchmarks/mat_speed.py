@@ -19,8 +19,8 @@ import torch
 
 
 def one(res: int, batch: int, repeats: int, fused: bool, device: str, bf16: bool) -> dict:
-    from restoration.convert_mat import build_official_generator
     from restoration.models.attention import WindowAttention
+    from restoration.models.mat_checkpoint import build_official_generator
 
     torch.manual_seed(0)
     G = build_official_generator(img_resolution=res).to(device)

@@ -13,11 +13,11 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from restoration.convert_mat import load_mat_weights
 from restoration.inference import inpaint_gray
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_losses, mat_inputs
 from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input
+from restoration.models.mat_checkpoint import load_mat_weights
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report

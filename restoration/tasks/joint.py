@@ -16,7 +16,6 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from restoration.convert_mat import load_mat_weights
 from restoration.inference import composite, inpaint_gray
 from restoration.losses.color_gan import color_d_loss, color_g_losses
 from restoration.losses.loss_config import LossConfig
@@ -24,6 +23,7 @@ from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_l
 from restoration.models.colorizer import build_colorizer
 from restoration.models.discriminators import build_patch_discriminator
 from restoration.models.mat import build_discriminator, build_generator, gray_to_mat_input, mat_output_to_luma
+from restoration.models.mat_checkpoint import load_mat_weights
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
