@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import quality  # noqa: E402
 
-from restoration.evaluate import evaluate_files  # noqa: E402
+from restoration.scoring import evaluate_files  # noqa: E402
 
 
 def scored(study: Path, arm: str, seeds: list[int]) -> list[dict]:

@@ -52,13 +52,13 @@ from restoration import anchor_scores, predict, train  # noqa: E402
 from restoration.anchors import fill_method  # noqa: E402
 from restoration.config import load_config  # noqa: E402
 from restoration.data.masks import MaskConfig, sample_known_mask  # noqa: E402
-from restoration.evaluate import evaluate_files  # noqa: E402
 from restoration.export import training_run_id  # noqa: E402
 from restoration.image_io import read_rgb, write_png_atomic  # noqa: E402
 from restoration.optim import OptimConfig, lr_factor  # noqa: E402
 from restoration.pipeline import load_pipeline  # noqa: E402
 from restoration.predict import pick_device  # noqa: E402
 from restoration.recipe import TrainConfig  # noqa: E402
+from restoration.scoring import evaluate_files  # noqa: E402
 from restoration.tracking import Tracker, default_tracking_uri  # noqa: E402
 from restoration.weights import record_inference, resolve_source  # noqa: E402
 

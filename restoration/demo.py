@@ -82,7 +82,7 @@ def print_comparison(run_dir: Path) -> None:
     if not scores.is_file():
         return
     from restoration import predict
-    from restoration.evaluate import evaluate_files
+    from restoration.scoring import evaluate_files
 
     chosen = chosen_inpaint_mode(run_dir)
     rows = {f"restoration-predict (trained, {chosen})": json.loads(scores.read_text())["mean"]}

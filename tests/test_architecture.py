@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
         "restoration.checkpoint", "restoration.replicas", "restoration.image_io", "restoration.image_decoding",
         "restoration.convert_mat", "restoration.run_lock",
         "restoration.models.mat_checkpoint",  # official MAT checkpoints: reads files, so above restoration.models
+        "restoration.scoring",  # prediction folders and zips scored (restoration-evaluate, the anchors, the demo)
         "restoration.data.shard_sources", "restoration.data.shard_build", "restoration.data.builtin",  # shard building
     ),
     ("restoration.weights", "data_prep"),  # exported weights; the shard building command line
