@@ -1,7 +1,7 @@
 """Loss-term ablation of a training preset: is each score-aligned term worth its weight?
 
-    python benchmarks/ablation.py --config configs/cpu30.yaml --photos ../shared/photos --out runs/ablation
-    python benchmarks/ablation.py --config configs/cpu30.yaml --arm "no ssim" loss.ssim=0 --seeds 0 1
+    python -m benchmarks.ablation --config configs/cpu30.yaml --photos ../shared/photos --out runs/ablation
+    python -m benchmarks.ablation --config configs/cpu30.yaml --arm "no ssim" loss.ssim=0 --seeds 0 1
 
 Each arm is the preset with a few `loss.*` (or any) overrides: a term switched off (its weight 0) or a default-off
 term switched on. Every arm trains on the same shards with the same seeds, then, as a user would use it, is run
@@ -19,15 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import quality
+from restoration import train
+from restoration.config import load_config
+from restoration.recipe import TrainConfig
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import quality  # noqa: E402
-
-from restoration import train  # noqa: E402
-from restoration.config import load_config  # noqa: E402
-from restoration.recipe import TrainConfig  # noqa: E402
 
 PRESET = "the preset"
 # the colorizer's terms (the CPU preset trains only the colorizer): S-, C- and M-aligned, and the GAN term

@@ -1,8 +1,8 @@
 """Compare quality studies that differ in one setting (a loss-term ablation of the study's pipelines).
 
-    python benchmarks/quality.py --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/base
-    python benchmarks/quality.py --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/hole --set loss.mat_hole_ssim=1
-    python benchmarks/compare_studies.py runs/abl/base runs/abl/hole --seeds 0 1
+    python -m benchmarks.quality --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/base
+    python -m benchmarks.quality --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/hole --set loss.mat_hole_ssim=1
+    python -m benchmarks.compare_studies runs/abl/base runs/abl/hole --seeds 0 1
 
 Each study keeps its pipelines' predictions on the held-out photos (`<out>/seed-<k>/eval/pred-<arm>`); this
 rescores them and gives every pipeline of every later study against the same pipeline of the first, with the
@@ -15,13 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import quality  # noqa: E402
-
-from restoration.scoring import evaluate_files  # noqa: E402
+from benchmarks import quality
+from restoration.scoring import evaluate_files
 
 
 def scored(study: Path, arm: str, seeds: list[int]) -> list[dict]:

@@ -1,7 +1,7 @@
 """One trained model on the held-out dev photos at contest size, beside the classical anchors, scored like a
 submission, with paired bootstrap CIs against the Telea fill and the input unchanged.
 
-    python benchmarks/contest_eval.py --model runs/cpu30 --photos ../shared/photos --out runs/contest-eval
+    python -m benchmarks.contest_eval --model runs/cpu30 --photos ../shared/photos --out runs/contest-eval
 
 The held-out photos are the shards' val split (`quality.contest_eval_set`: same keys, same rule as
 `restoration-shards photos`), as 512 px center crops with contest-style masks; the model runs through
@@ -16,11 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks import quality
 
-import quality  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

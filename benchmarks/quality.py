@@ -1,7 +1,7 @@
 """The quality study: does joint end-to-end fine-tuning beat the original notebook's two approaches?
 
-    python benchmarks/quality.py --preset cpu128 --photos ../shared/photos            # this CPU, well under an hour
-    python benchmarks/quality.py --preset gpu512 --shards /data/shards \\
+    python -m benchmarks.quality --preset cpu128 --photos ../shared/photos            # this CPU, well under an hour
+    python -m benchmarks.quality --preset gpu512 --shards /data/shards \\
         --set mat.weights=/weights/MAT-places512.safetensors                         # production presets, a GPU
 
 Arms, all from the same config file (`configs/study/<preset>.yaml`: resolution, batch, data, masks, optimiser,
@@ -45,22 +45,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from restoration import anchor_scores, predict, train
+from restoration.anchors import fill_method
+from restoration.config import load_config
+from restoration.data.masks import MaskConfig, sample_known_mask
+from restoration.export import training_run_id
+from restoration.image_io import read_rgb, write_png_atomic
+from restoration.optim import OptimConfig, lr_factor
+from restoration.pipeline import load_pipeline
+from restoration.predict import pick_device
+from restoration.recipe import TrainConfig
+from restoration.scoring import evaluate_files
+from restoration.tracking import Tracker, default_tracking_uri
+from restoration.weights import record_inference, resolve_source
 
-from restoration import anchor_scores, predict, train  # noqa: E402
-from restoration.anchors import fill_method  # noqa: E402
-from restoration.config import load_config  # noqa: E402
-from restoration.data.masks import MaskConfig, sample_known_mask  # noqa: E402
-from restoration.export import training_run_id  # noqa: E402
-from restoration.image_io import read_rgb, write_png_atomic  # noqa: E402
-from restoration.optim import OptimConfig, lr_factor  # noqa: E402
-from restoration.pipeline import load_pipeline  # noqa: E402
-from restoration.predict import pick_device  # noqa: E402
-from restoration.recipe import TrainConfig  # noqa: E402
-from restoration.scoring import evaluate_files  # noqa: E402
-from restoration.tracking import Tracker, default_tracking_uri  # noqa: E402
-from restoration.weights import record_inference, resolve_source  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PRESETS = {"cpu128": ("configs/study/cpu128.yaml", 200), "gpu512": ("configs/study/gpu512.yaml", 20000)}
 KEYS = ("S", "M", "C", "score", "psnr")

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import quality  # noqa: E402
+from benchmarks import quality
 
 
 def runs(rng: np.random.Generator, shift: float, seeds: int = 3, photos: int = 40) -> list[dict[str, float]]:
