@@ -6,7 +6,7 @@
 
 Each study keeps its pipelines' predictions on the held-out photos (`<out>/seed-<k>/eval/pred-<arm>`); this
 rescores them and gives every pipeline of every later study against the same pipeline of the first, with the
-two-level paired bootstrap of `quality.bootstrap_diff` (seeds paired by number, then photos).
+two-level paired bootstrap of `benchmarks.study.bootstrap_diff` (seeds paired by number, then photos).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks import quality
+from benchmarks.study import ci_text, compare, mean_over, seed_dir
 from restoration.scoring import evaluate_files
 
 
@@ -23,7 +23,7 @@ def scored(study: Path, arm: str, seeds: list[int]) -> list[dict]:
     """One evaluation per seed of pipeline `arm` (a letter) of a study."""
     return [
         evaluate_files(
-            quality.seed_dir(study, s, seeds) / "eval" / f"pred-{arm}",
+            seed_dir(study, s, seeds) / "eval" / f"pred-{arm}",
             study / "eval" / "gt",
             masks=study / "eval" / "masks",
         )  # fmt: skip
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         ref = scored(ns.studies[0], arm, ns.seeds)
         for study in ns.studies:
             runs = ref if study == ns.studies[0] else scored(study, arm, ns.seeds)
-            mean = quality.mean_over(runs)
+            mean = mean_over(runs)
             cells = ["", ""]
             if study != ns.studies[0]:
-                cells = [quality.ci_text(quality.compare(runs, ref, key)) for key in ("score", "M")]
+                cells = [ci_text(compare(runs, ref, key)) for key in ("score", "M")]
             print(f"| {study.name} | ({arm}) | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | "
                   f"{mean['score']:.4f} | {cells[0]} | {cells[1]} |")  # fmt: skip
     return 0
