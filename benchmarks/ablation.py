@@ -1,12 +1,12 @@
 """Loss-term ablation of a training preset: is each score-aligned term worth its weight?
 
-    python benchmarks/ablation.py --config configs/cpu30.yaml --photos ../shared/photos --out runs/ablation
-    python benchmarks/ablation.py --config configs/cpu30.yaml --arm "no ssim" loss.ssim=0 --seeds 0 1
+    python -m benchmarks.ablation --config configs/cpu30.yaml --photos ../shared/photos --out runs/ablation
+    python -m benchmarks.ablation --config configs/cpu30.yaml --arm "no ssim" loss.ssim=0 --seeds 0 1
 
 Each arm is the preset with a few `loss.*` (or any) overrides: a term switched off (its weight 0) or a default-off
 term switched on. Every arm trains on the same shards with the same seeds, then, as a user would use it, is run
 through `restoration-predict` (with the inference settings its own training recorded) on the held-out dev photos at
-contest size with contest-style masks (`quality.contest_eval_set`) and scored like a submission. The table gives
+contest size with contest-style masks (`study.contest_eval_set`) and scored like a submission. The table gives
 each arm's mean and its difference from the preset as it is, with a paired two-level bootstrap interval (seeds,
 then photos). Finished arms are reused when the script runs again. Results: `benchmarks/results/ablation_<tag>.*`.
 """
@@ -19,15 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import study
+from restoration import train
+from restoration.config import load_config
+from restoration.recipe import TrainConfig
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import quality  # noqa: E402
-
-from restoration import train  # noqa: E402
-from restoration.config import load_config  # noqa: E402
-from restoration.recipe import TrainConfig  # noqa: E402
 
 PRESET = "the preset"
 # the colorizer's terms (the CPU preset trains only the colorizer): S-, C- and M-aligned, and the GAN term
@@ -75,15 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     arms = {PRESET: [], **{a[0]: a[1:] for a in ns.arm}} if ns.arm else DEFAULT_ARMS
     cfg = load_config(TrainConfig, ns.config, [])
     ns.out.mkdir(parents=True, exist_ok=True)
-    shards = quality.build_data(ns.photos, ns.out, cfg.data.image_size)
-    contest = quality.contest_eval_set(ns.photos, ns.out, size=ns.size)
+    shards = study.build_data(ns.photos, ns.out, cfg.data.image_size)
+    contest = study.contest_eval_set(ns.photos, ns.out, size=ns.size)
 
     results: dict[str, list[dict]] = {}
     for name, overrides in arms.items():
         for seed in ns.seeds:
             run_dir = train_once(ns.config, ns.out, shards, name, overrides, seed)
             pred = ns.out / "pred" / run_dir.name
-            results.setdefault(name, []).append(quality.score_with_predict([run_dir], contest, pred, []))
+            results.setdefault(name, []).append(study.score_with_predict([run_dir], contest, pred, []))
 
     lines = [f"{results[PRESET][0]['count']} held-out photos at {ns.size} px, seeds {ns.seeds}, "
              f"{ns.config.name}; each arm with the inference settings its training chose", "",
@@ -91,17 +88,17 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     record = {"config": str(ns.config.name), "seeds": ns.seeds, "size": ns.size, "arms": {}}
     for name, runs in results.items():
-        mean = quality.mean_over(runs)
+        mean = study.mean_over(runs)
         entry: dict = {"overrides": arms[name], "mean": mean}
         cells = ["", ""]
         if name != PRESET:
-            d, dm = quality.compare(runs, results[PRESET]), quality.compare(runs, results[PRESET], "M")
+            d, dm = study.compare(runs, results[PRESET]), study.compare(runs, results[PRESET], "M")
             entry["vs_preset"], entry["M_vs_preset"] = d, dm
-            cells = [quality.ci_text(d), quality.ci_text(dm)]
+            cells = [study.ci_text(d), study.ci_text(dm)]
         record["arms"][name] = entry
         lines.append(f"| {name} | {' '.join(arms[name]) or '-'} | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} "
                      f"| **{mean['score']:.4f}** | {cells[0]} | {cells[1]} |")  # fmt: skip
-    anchors = quality.score_anchors(contest, ns.out / "anchors")
+    anchors = study.score_anchors(contest, ns.out / "anchors")
     lines += [
         "",
         "against the classical anchors (no training; `telea` is OpenCV's fill of the gray, no color):",
@@ -110,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in [*((f"anchor: {k}", [v]) for k, v in anchors.items()), *results.items()]:
-        mean = quality.mean_over(r)
-        d, dm = quality.compare(r, [anchors["telea"]] * len(r)), quality.compare(r, [anchors["telea"]] * len(r), "M")
+        mean = study.mean_over(r)
+        d, dm = study.compare(r, [anchors["telea"]] * len(r)), study.compare(r, [anchors["telea"]] * len(r), "M")
         record.setdefault("vs_telea", {})[name] = {"mean": mean, "score": d, "M": dm}
         lines.append(f"| {name} | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | {mean['score']:.4f} | "
-                     f"{quality.ci_text(d)} | {quality.ci_text(dm)} |")  # fmt: skip
+                     f"{study.ci_text(d)} | {study.ci_text(dm)} |")  # fmt: skip
     table = "\n".join(lines) + "\n"
     ns.results.mkdir(parents=True, exist_ok=True)
     (ns.results / f"ablation_{ns.tag}.md").write_text(table)

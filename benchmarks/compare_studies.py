@@ -1,12 +1,12 @@
 """Compare quality studies that differ in one setting (a loss-term ablation of the study's pipelines).
 
-    python benchmarks/quality.py --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/base
-    python benchmarks/quality.py --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/hole --set loss.mat_hole_ssim=1
-    python benchmarks/compare_studies.py runs/abl/base runs/abl/hole --seeds 0 1
+    python -m benchmarks.quality --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/base
+    python -m benchmarks.quality --arms bc --seeds 0 1 --contest-size 0 --out runs/abl/hole --set loss.mat_hole_ssim=1
+    python -m benchmarks.compare_studies runs/abl/base runs/abl/hole --seeds 0 1
 
 Each study keeps its pipelines' predictions on the held-out photos (`<out>/seed-<k>/eval/pred-<arm>`); this
 rescores them and gives every pipeline of every later study against the same pipeline of the first, with the
-two-level paired bootstrap of `quality.bootstrap_diff` (seeds paired by number, then photos).
+two-level paired bootstrap of `benchmarks.study.bootstrap_diff` (seeds paired by number, then photos).
 """
 
 from __future__ import annotations
@@ -15,20 +15,15 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import quality  # noqa: E402
-
-from restoration.evaluate import evaluate_files  # noqa: E402
+from benchmarks.study import ci_text, compare, mean_over, seed_dir
+from restoration.scoring import evaluate_files
 
 
 def scored(study: Path, arm: str, seeds: list[int]) -> list[dict]:
     """One evaluation per seed of pipeline `arm` (a letter) of a study."""
     return [
         evaluate_files(
-            quality.seed_dir(study, s, seeds) / "eval" / f"pred-{arm}",
+            seed_dir(study, s, seeds) / "eval" / f"pred-{arm}",
             study / "eval" / "gt",
             masks=study / "eval" / "masks",
         )  # fmt: skip
@@ -48,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         ref = scored(ns.studies[0], arm, ns.seeds)
         for study in ns.studies:
             runs = ref if study == ns.studies[0] else scored(study, arm, ns.seeds)
-            mean = quality.mean_over(runs)
+            mean = mean_over(runs)
             cells = ["", ""]
             if study != ns.studies[0]:
-                cells = [quality.ci_text(quality.compare(runs, ref, key)) for key in ("score", "M")]
+                cells = [ci_text(compare(runs, ref, key)) for key in ("score", "M")]
             print(f"| {study.name} | ({arm}) | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | "
                   f"{mean['score']:.4f} | {cells[0]} | {cells[1]} |")  # fmt: skip
     return 0

@@ -1,6 +1,6 @@
 """Other ways to compute MAT's convolutions, timed against the plain oneDNN call on this CPU (issue #15).
 
-    python benchmarks/conv_variants.py --threads 2 --repeats 3
+    python -m benchmarks.conv_variants --threads 2 --repeats 3
 
 Convolutions are ~78 % of our MAT generator's training step and ~89 % of the discriminator's on CPU, and they are
 the same oneDNN kernels the official code calls, so a MAT faster than the official code by more than ~1.3x needs

@@ -2,7 +2,7 @@
 loader, (c) a PNG-folder Dataset + DataLoader as the original notebook did, with the same number of workers; the
 shard build with 1 vs 2 workers; and (`--profile`) where a loader worker's time goes.
 
-    python benchmarks/data_throughput.py --photos ../shared/photos --count 64 --size 512 --workers 1 2 --rounds 3
+    python -m benchmarks.data_throughput --photos ../shared/photos --count 64 --size 512 --workers 1 2 --rounds 3
 
 Photos are resized to `--size` PNGs in a temp dir (never committed) and built into shards once. Every measurement
 then runs in its own fresh process; a round runs all of them, in an order that rotates between rounds, so the load
@@ -26,12 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from data_prep.build_shards import build_photo_shards  # noqa: E402
-from restoration.data.masks import MaskConfig, sample_known_mask  # noqa: E402
-from restoration.data.shards import DataConfig, make_train_loader  # noqa: E402
+from restoration.data.masks import MaskConfig, sample_known_mask
+from restoration.data.shard_build import build_photo_shards
+from restoration.data.shards import DataConfig, make_train_loader
 
 
 class PngFolder(torch.utils.data.Dataset):
@@ -83,7 +80,7 @@ def measure(kind: str, spec: dict) -> float:
 
 
 def run_measure(kind: str, spec: dict) -> float:
-    cmd = [sys.executable, __file__, "--child", kind, json.dumps(spec)]
+    cmd = [sys.executable, "-m", "benchmarks.data_throughput", "--child", kind, json.dumps(spec)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 

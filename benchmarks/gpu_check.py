@@ -1,7 +1,7 @@
 """Every GPU figure of the project in one prepared run, and the same code on CPU in seconds so that it never rots.
 
     bash benchmarks/gpu_check.sh --out $OUT                  # on the GPU machine (see gpu_check.sh for the call)
-    python benchmarks/gpu_check.py --cpu --tiny --out DIR     # here and in CI (tests/test_gpu_check.py), seconds
+    python -m benchmarks.gpu_check --cpu --tiny --out DIR     # here and in CI (tests/test_gpu_check.py), seconds
 
 Sections, run in this order against one deadline (`--budget-s`, 480 s by default: what is not reached is reported
 as skipped, never silently dropped):
@@ -43,7 +43,6 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = Path(__file__).resolve().parent
 PEAK_TFLOPS = {"bf16": 989.4, "fp32": 66.9}  # H200 SXM datasheet, dense; MFU is only computed on CUDA
 GPU_TEST_FILES = ("tests/test_gpu.py", "tests/test_mixed_precision.py")
 
@@ -79,8 +78,7 @@ def emit(**row) -> None:
 def child_env(spec: dict) -> None:
     import torch
 
-    sys.path.insert(0, str(BENCH))
-    from mat_steps import timed
+    from benchmarks.mat_steps import timed
 
     device = torch.device(spec["device"])
     row = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads()}
@@ -127,8 +125,7 @@ def measure_mat_step(spec: dict, precision: str, batch: int, device) -> dict:
     """One (implementation, precision, batch): warm-up, the median of a few normal steps, one R1 step."""
     import torch
 
-    sys.path.insert(0, str(BENCH))
-    import mat_steps as ms
+    from benchmarks import mat_steps as ms
 
     torch.manual_seed(0)
     if spec["impl"] == "official":
@@ -163,9 +160,7 @@ def child_attention(spec: dict) -> None:
     forward + backward) and the whole generator forward + backward."""
     import torch
 
-    sys.path.insert(0, str(BENCH))
-    import mat_steps as ms
-
+    from benchmarks import mat_steps as ms
     from restoration.models import attention as attn
 
     device = torch.device(spec["device"])
@@ -222,7 +217,6 @@ def child_predict(spec: dict) -> None:
     import torch
     from PIL import Image
 
-    sys.path.insert(0, str(ROOT))
     from restoration.image_io import list_inputs
     from restoration.pipeline import load_pipeline
     from restoration.predict import predict
@@ -232,8 +226,7 @@ def child_predict(spec: dict) -> None:
     work = Path(spec["work"])
     inputs = work / "predict-inputs"
     inputs.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(BENCH))
-    from predict_speed import inputs as contest_inputs
+    from benchmarks.predict_speed import inputs as contest_inputs
 
     for i, gray in enumerate(contest_inputs(spec["images"], spec["res"])):
         Image.fromarray(gray).save(inputs / f"TEST_{i:03d}.png")
@@ -273,7 +266,7 @@ def run_child(kind: str, spec: dict, timeout: float, inline: bool = False) -> tu
             return _SINK, "ok" if _SINK else "no result"
         finally:
             _SINK = None
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(spec)]
+    cmd = [sys.executable, "-m", "benchmarks.gpu_check", "--child", kind, json.dumps(spec)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 1), env=env, cwd=ROOT)
@@ -361,7 +354,7 @@ class Check:
         import numpy as np
         from PIL import Image
 
-        from data_prep.build_shards import build_photo_shards
+        from restoration.data.shard_build import build_photo_shards
 
         photos = self.work / "photos"
         photos.mkdir(exist_ok=True)
@@ -529,7 +522,6 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             ap.error("no CUDA device: use --cpu (and --tiny for the quick check)")
-    sys.path.insert(0, str(ROOT))
     check = Check(ns)
     try:
         report = check.run()

@@ -28,4 +28,4 @@ args=("$@")
 if [ -d .official-mat/networks ] && [[ " $* " != *" --official-dir "* && " $* " != *" --tiny "* ]]; then
   args+=(--official-dir .official-mat)
 fi
-exec $PY benchmarks/gpu_check.py "${args[@]}"
+exec $PY -m benchmarks.gpu_check "${args[@]}"

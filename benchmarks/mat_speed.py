@@ -1,6 +1,6 @@
 """MAT speed and memory: forward+backward time and peak memory per image, fused (SDPA) vs explicit attention.
 
-    python benchmarks/mat_speed.py --res 256 --batch 1 --repeats 2
+    python -m benchmarks.mat_speed --res 256 --batch 1 --repeats 2
 
 Each configuration runs in a fresh subprocess so its peak resident memory (CPU) or peak CUDA memory is its own.
 Also times the attention part alone (all WindowAttention calls of one forward+backward, the two paths).
@@ -19,8 +19,8 @@ import torch
 
 
 def one(res: int, batch: int, repeats: int, fused: bool, device: str, bf16: bool) -> dict:
-    from restoration.convert_mat import build_official_generator
     from restoration.models.attention import WindowAttention
+    from restoration.models.mat_checkpoint import build_official_generator
 
     torch.manual_seed(0)
     G = build_official_generator(img_resolution=res).to(device)
@@ -87,8 +87,8 @@ def main() -> None:
         for fused in (True, False):
             spec = {"res": res, "batch": ns.batch, "repeats": ns.repeats, "fused": fused, "device": ns.device,
                     "bf16": ns.bf16}  # fmt: skip
-            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                 text=True, check=True)  # fmt: skip
+            out = subprocess.run([sys.executable, "-m", "benchmarks.mat_speed", "--child", json.dumps(spec)],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
             r = json.loads(out.stdout.strip().splitlines()[-1])
             name = "fused" if fused else "explicit"
             print(f"{res:>5} {name:>9} {r['fwd_bwd_s_per_img']:>14.3f} {r['attn_fwd_s_per_img']:>15.4f} "

@@ -31,14 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from restoration.config import load_config  # noqa: E402
-from restoration.convert_mat import convert_official_state_dict  # noqa: E402
-from restoration.models.mat import MATConfig, build_discriminator, build_generator  # noqa: E402
-from restoration.recipe import TrainConfig  # noqa: E402
+from restoration.config import load_config
+from restoration.models.mat import MATConfig, build_discriminator, build_generator
+from restoration.models.mat_checkpoint import convert_official_state_dict
+from restoration.recipe import TrainConfig
 
 R1_EVERY = 16
 TRUNCATION = 0.5

@@ -1,7 +1,7 @@
 """Our MAT against the official code (fenglinglwb/MAT, `networks/mat.py`), side by side, on the same weights, inputs
 and random draws, in fresh processes that alternate so that the load of a shared machine hits both alike.
 
-    python benchmarks/mat_vs_official.py --official-dir ../official-mat --res 256 --rounds 6 --threads 2
+    python -m benchmarks.mat_vs_official --official-dir ../official-mat --res 256 --rounds 6 --threads 2
 
 Workloads (batch `--batch`, fp32, `--threads` intra-op threads):
 - `G`: generator forward (both outputs) + backward, the generator's share of a training step;
@@ -30,10 +30,7 @@ from pathlib import Path
 
 import torch
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-import mat_steps as ms  # noqa: E402
+from benchmarks import mat_steps as ms
 
 WORKLOADS = ("G", "D", "D+R1", "step", "step+R1")
 
@@ -130,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = ("official", "ours") if (r + i) % 2 == 0 else ("ours", "official")
                 for impl in order:
                     job = json.dumps({**spec, "impl": impl, "workload": workload})
-                    cmd = [sys.executable, __file__, "--child", job]
+                    cmd = [sys.executable, "-m", "benchmarks.mat_vs_official", "--child", job]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
                     if proc.returncode != 0 or not lines:

@@ -1,6 +1,6 @@
 """Inference speed of the full pipeline (exact mask detection -> MAT -> composite -> colorizer) at contest size.
 
-    python benchmarks/predict_speed.py [--preset official512] [--encoder resnet34] [--images 8] [--batch 1 4]
+    python -m benchmarks.predict_speed [--preset official512] [--encoder resnet34] [--images 8] [--batch 1 4]
 
 Builds the networks with random weights (speed does not depend on the values), writes them as an export
 directory, loads it the way `restoration-predict` does, and restores contest-style 512 px inputs. Prints images
@@ -19,13 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from restoration.data.masks import MaskConfig, sample_known_mask  # noqa: E402
-from restoration.models.colorizer import ColorizerConfig, build_colorizer  # noqa: E402
-from restoration.models.mat import MATConfig, build_generator  # noqa: E402
-from restoration.pipeline import load_pipeline  # noqa: E402
-from restoration.weights import export_weights  # noqa: E402
+from restoration.data.masks import MaskConfig, sample_known_mask
+from restoration.models.colorizer import ColorizerConfig, build_colorizer
+from restoration.models.mat import MATConfig, build_generator
+from restoration.pipeline import load_pipeline
+from restoration.weights import export_weights
 
 
 def inputs(count: int, size: int, seed: int = 0) -> list[np.ndarray]:

@@ -1,6 +1,6 @@
 """Joint-stage training throughput: samples/s with 1 rank vs 2 synchronised CPU ranks (or GPUs).
 
-    python benchmarks/train_throughput.py --shards runs/demo-data/builtin-64/shards --steps 20
+    python -m benchmarks.train_throughput --shards runs/demo-data/builtin-64/shards --steps 20
 
 Runs the real trainer (tiny config, joint stage) once with `python -m restoration.train` and once with
 `accelerate launch --config_file launch/cpu.yaml` (2 gloo ranks), and reads the step timings the trainer logs.

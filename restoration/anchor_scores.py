@@ -1,8 +1,9 @@
 """The anchors scored on a contest-layout folder exactly as a submission is: written as PNGs, then read back by
-`restoration-evaluate`'s code, so an anchor's figure and a model's are comparable to the last digit.
+`restoration-evaluate`'s code (`restoration.scoring`), so an anchor's figure and a model's are comparable to the
+last digit.
 
 Kept apart from `restoration.anchors` (which the pipeline imports for its classical fill) because scoring pulls
-in the evaluator and its tracking; the demo and the benchmarks (`quality.py`, `ablation.py`, `contest_eval.py`)
+in the scorer and its image files; the demo and the benchmarks (`quality.py`, `ablation.py`, `contest_eval.py`)
 all score their anchors here.
 """
 
@@ -16,8 +17,8 @@ from PIL import Image
 
 from restoration.anchors import ANCHORS, anchor_rgb
 from restoration.data.exact_mask import known_from_pair
-from restoration.evaluate import evaluate_files
 from restoration.image_io import write_png_atomic
+from restoration.scoring import evaluate_files
 
 
 def contest_pairs(contest: Path) -> list[dict]:

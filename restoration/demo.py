@@ -28,12 +28,12 @@ import sys
 import tarfile
 from pathlib import Path
 
-from data_prep.builtin import builtin_shards_dir
 from restoration import train
 from restoration.anchor_scores import score_anchors
 from restoration.anchors import fill_method
 from restoration.checkpoint import latest_checkpoint
 from restoration.config import load_config
+from restoration.data.builtin import builtin_shards_dir
 from restoration.recipe import TrainConfig
 from restoration.weights import recorded_settings, resolve_source
 
@@ -83,7 +83,7 @@ def print_comparison(run_dir: Path) -> None:
     if not scores.is_file():
         return
     from restoration import predict
-    from restoration.evaluate import evaluate_files
+    from restoration.scoring import evaluate_files
 
     chosen = chosen_inpaint_mode(run_dir)
     rows = {f"restoration-predict (trained, {chosen})": json.loads(scores.read_text())["mean"]}

@@ -24,10 +24,10 @@ from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from data_prep.builtin import prepare_builtin_shards
 from restoration.checkpoint import CheckpointWriteError, complete_checkpoints, load_latest_readable, save_checkpoint
 from restoration.config import ConfigError, dump_yaml, flatten, load_config, save_yaml
 from restoration.data.batch_guard import DataStall, GuardedBatches, StopRequested
+from restoration.data.builtin import prepare_builtin_shards
 from restoration.data.shards import make_train_loader, make_val_loader, prepare_batch
 from restoration.distributed import is_peer_loss, process_group_kwargs, sync_batchnorm
 from restoration.pipeline import Pipeline

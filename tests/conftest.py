@@ -106,7 +106,7 @@ def synthetic_photos(folder: Path, count: int, size: int = 96, seed: int = 0) ->
 
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory) -> Path:
-    from data_prep.build_shards import build_photo_shards
+    from restoration.data.shard_build import build_photo_shards
 
     base = tmp_path_factory.mktemp("tiny-data")
     photos = synthetic_photos(base / "photos", 24)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks import ablation
+from restoration.config import load_config
+from restoration.recipe import TrainConfig
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import ablation  # noqa: E402
-
-from restoration.config import load_config  # noqa: E402
-from restoration.recipe import TrainConfig  # noqa: E402
 
 
 @pytest.mark.parametrize("name", [n for n in ablation.DEFAULT_ARMS if n != ablation.PRESET])

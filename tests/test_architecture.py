@@ -12,6 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("restoration", "data_prep")
 
+ENTRY_POINTS = (  # the command lines and the MLflow model's entry file: nothing below them imports them
+    "restoration.train", "restoration.predict", "restoration.export", "restoration.demo", "restoration.evaluate",
+    "restoration.convert_mat", "restoration.pyfunc_entry",
+)  # fmt: skip
+
 # lowest first; a module may import its own layer or the ones below, never above
 LAYERS: list[tuple[str, ...]] = [
     (  # building blocks: no training, no files of runs
@@ -22,16 +27,16 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     (
         "restoration.checkpoint", "restoration.replicas", "restoration.image_io", "restoration.image_decoding",
-        "restoration.convert_mat", "restoration.run_lock",
+        "restoration.run_lock",
+        "restoration.models.mat_checkpoint",  # official MAT checkpoints: reads files, so above restoration.models
+        "restoration.scoring",  # prediction folders and zips scored (restoration-evaluate, the anchors, the demo)
+        "restoration.data.shard_sources", "restoration.data.shard_build", "restoration.data.builtin",  # shard building
     ),
-    ("restoration.weights", "data_prep"),  # exported weights; shard building and the built-in data
+    ("restoration.weights",),  # exported weights
     ("restoration.recipe", "restoration.tracking", "restoration.pipeline", "restoration.validation"),
     ("restoration.tasks", "restoration.mode_choice"),
-    ("restoration.mlflow_model", "restoration.evaluate", "restoration.anchor_scores"),
-    (  # entry points and CLIs
-        "restoration.train", "restoration.predict", "restoration.export", "restoration.demo",
-        "restoration.pyfunc_entry",
-    ),
+    ("restoration.mlflow_model", "restoration.anchor_scores"),
+    (*ENTRY_POINTS, "data_prep"),  # entry points and CLIs (data_prep: restoration-shards)
 ]  # fmt: skip
 
 
@@ -71,10 +76,13 @@ def graph() -> dict[str, set[str]]:
 
 
 def layer(module: str) -> int:
-    for level, prefixes in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return level
-    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to docs/architecture.md")
+    """The layer of the longest entry of LAYERS that names `module` or a package above it (so
+    `restoration.data.shard_build` is placed apart from the rest of `restoration.data`)."""
+    matches = [(len(p), level) for level, prefixes in enumerate(LAYERS) for p in prefixes
+               if module == p or module.startswith(p + ".")]  # fmt: skip
+    if not matches:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS and to docs/architecture.md")
+    return max(matches)[1]
 
 
 def test_every_module_has_a_layer():
@@ -120,3 +128,21 @@ def test_the_checker_sees_lazy_relative_and_type_checking_imports(tmp_path):
     )
     found = imports_of(source, "restoration.x")
     assert {"restoration.recipe", "restoration.train", "restoration.weights"} <= found
+
+
+def test_the_longest_matching_entry_gives_the_layer():
+    assert layer("restoration.data.shards") == 0
+    assert layer("restoration.data.shard_build") == layer("restoration.image_io") == 1
+
+
+def test_package_never_imports_entry_points():
+    """Nothing in `restoration/` imports `data_prep` or a command line; only the entry points import each other (the
+    demo runs train, predict and evaluate)."""
+    bad = set()
+    for path in sorted((ROOT / "restoration").rglob("*.py")):
+        src = module_name(path)
+        for dst in imports_of(path, src):
+            top = next((e for e in (*ENTRY_POINTS, "data_prep") if dst == e or dst.startswith(e + ".")), None)
+            if top and not (src in ENTRY_POINTS and top in ENTRY_POINTS):
+                bad.add(f"{src} imports {top}")
+    assert not bad, "\n".join(sorted(bad))

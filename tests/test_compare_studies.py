@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import compare_studies  # noqa: E402
-
-from restoration.image_io import write_png_atomic  # noqa: E402
+from benchmarks import compare_studies
+from restoration.image_io import write_png_atomic
 
 
 def make_study(root: Path, seeds: list[int], noise: float) -> Path:

@@ -3,16 +3,10 @@ with a gradient, so its timings compare the same work (issue #15's record of wha
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import conv_variants as cv  # noqa: E402
+from benchmarks import conv_variants as cv
 
 
 @pytest.mark.parametrize(("kind", "size"), [("s1", 10), ("s2", 10), ("s2", 11), ("fir", 10), ("fir", 11)])

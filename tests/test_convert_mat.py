@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from restoration.convert_mat import UnsafePickleError, convert, has_network, load_converted, load_mat_weights, main
+from restoration.convert_mat import main
 from restoration.models.mat import MATConfig, build_discriminator, build_generator
+from restoration.models.mat_checkpoint import UnsafePickleError, convert, has_network, load_converted, load_mat_weights
 
 
 @pytest.fixture

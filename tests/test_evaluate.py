@@ -13,8 +13,9 @@ from conftest import make_contest_folder
 from PIL import Image
 
 from restoration.data.exact_mask import known_from_pair
-from restoration.evaluate import evaluate_files, main
+from restoration.evaluate import main
 from restoration.metrics import contest_score, psnr
+from restoration.scoring import evaluate_files
 
 
 @pytest.fixture

@@ -1,16 +1,11 @@
-"""`benchmarks/quality.py`'s statistics: the two-level paired bootstrap behind the study's confidence intervals."""
+"""The quality study's statistics (`benchmarks/study.py`): the two-level paired bootstrap behind its confidence
+intervals."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import quality  # noqa: E402
+from benchmarks import study
 
 
 def runs(rng: np.random.Generator, shift: float, seeds: int = 3, photos: int = 40) -> list[dict[str, float]]:
@@ -21,12 +16,12 @@ def runs(rng: np.random.Generator, shift: float, seeds: int = 3, photos: int = 4
 def test_a_clear_gain_has_an_interval_above_zero_and_no_gain_one_around_it():
     rng = np.random.default_rng(0)
     b = runs(rng, 0.0)
-    better = quality.bootstrap_diff(runs(rng, 0.05), b, resamples=2000)
+    better = study.bootstrap_diff(runs(rng, 0.05), b, resamples=2000)
     assert 0.03 < better["mean"] < 0.07
     assert 0 < better["lo"] < better["mean"] < better["hi"]
     assert better["wins"] >= 35
     assert (better["photos"], better["seeds"]) == (40, 3)
-    same = quality.bootstrap_diff(runs(rng, 0.0), b, resamples=2000)
+    same = study.bootstrap_diff(runs(rng, 0.0), b, resamples=2000)
     assert same["lo"] < 0 < same["hi"]
 
 
@@ -34,13 +29,13 @@ def test_seed_spread_widens_the_interval():
     """A seed that lands far from the others must widen the CI: seeds are resampled, not averaged away."""
     rng = np.random.default_rng(1)
     b = runs(rng, 0.0)
-    steady = quality.bootstrap_diff(runs(rng, 0.02), b, resamples=2000)
+    steady = study.bootstrap_diff(runs(rng, 0.02), b, resamples=2000)
     a = runs(rng, 0.02)
     a[0] = {k: v + 0.1 for k, v in a[0].items()}
-    noisy = quality.bootstrap_diff(a, b, resamples=2000)
+    noisy = study.bootstrap_diff(a, b, resamples=2000)
     assert noisy["hi"] - noisy["lo"] > 2 * (steady["hi"] - steady["lo"])
 
 
 def test_one_seed_of_zero_keeps_the_old_layout(tmp_path):
-    assert quality.seed_dir(tmp_path, 0, [0]) == tmp_path
-    assert quality.seed_dir(tmp_path, 2, [0, 1, 2]) == tmp_path / "seed-2"
+    assert study.seed_dir(tmp_path, 0, [0]) == tmp_path
+    assert study.seed_dir(tmp_path, 2, [0, 1, 2]) == tmp_path / "seed-2"

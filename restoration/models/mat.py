@@ -14,8 +14,8 @@ Parameter names equal the official ones; the transformer stage lives in `restora
 always-on feature dropout is reproduced exactly (same draws, same order, same memory layout) from the global RNG, or
 from a `generator=` for reproducible inference without touching global state. This module is the architecture only:
 the builders return freshly initialised networks; the official-checkpoint side (the released constructors, key
-conversion, loading `MATConfig.weights` with `load_mat_weights`) is `restoration.convert_mat`, which imports this
-module and never the other way round, so building a model cannot read files.
+conversion, loading `MATConfig.weights` with `load_mat_weights`) is `restoration.models.mat_checkpoint`, which
+imports this module and never the other way round, so building a model cannot read files.
 
 Gray images: the official weights are RGB. `gray_to_mat_input` replicates gray to 3 channels (what MAT's own data
 loader does for 1-channel images) and `mat_output_to_luma` turns the RGB output back into BT.601 luma.
@@ -453,7 +453,8 @@ class Discriminator(nn.Module):
 
 
 def build_generator(cfg: MATConfig) -> Generator:
-    """The architecture `cfg` names, freshly initialised (`cfg.weights` is loaded by `convert_mat.load_mat_weights`)."""
+    """The architecture `cfg` names, freshly initialised (`cfg.weights` is loaded by
+    `mat_checkpoint.load_mat_weights`)."""
     G = Generator(cfg.arch())
     G.set_checkpointing(cfg.checkpointing)
     G.set_fused_attention(cfg.fused_attention)

@@ -14,10 +14,10 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from restoration.convert_mat import load_mat_weights
 from restoration.losses.loss_config import LossConfig, active, weigh
 from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_terms
 from restoration.models.mat import gray_to_mat_input, mat_inputs
+from restoration.models.mat_checkpoint import load_mat_weights
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data_prep.build_shards import build_photo_shards
 from restoration.data.batch_ring import RING_KEY, MainRings, WorkerRing
+from restoration.data.shard_build import build_photo_shards
 from restoration.data.shards import DataConfig, layout, make_train_loader
 
 

@@ -20,9 +20,9 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from data_prep.build_shards import build_photo_shards
 from restoration.data.color import rgb_to_gray_u8, signed_to_u8
 from restoration.data.masks import sample_known_mask
+from restoration.data.shard_build import build_photo_shards
 from restoration.data.shards import (
     CorruptSample,
     DataConfig,

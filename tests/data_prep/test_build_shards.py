@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import data_prep.build_shards as bs
-from data_prep.build_shards import BuildError, build, main
+import restoration.data.shard_build as bs
+from data_prep.build_shards import main
+from restoration.data.shard_build import build
+from restoration.data.shard_sources import BuildError
 
 
 def make_contest_layout(root: Path, good: int = 16, seed: int = 0) -> dict[str, np.ndarray]:

@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from restoration.convert_mat import build_official_discriminator, build_official_generator, convert_official_state_dict
 from restoration.models.mat import (
     MATConfig,
     build_discriminator,
     build_generator,
     gray_to_mat_input,
     mat_output_to_luma,
+)
+from restoration.models.mat_checkpoint import (
+    build_official_discriminator,
+    build_official_generator,
+    convert_official_state_dict,
 )
 
 FIXTURE = Path(

@@ -39,8 +39,8 @@ def run_checker(*args: str) -> str:
 @pytest.mark.slow
 def test_generator_parity_all_resolutions_variants_and_stage1():
     run_checker(
-        "--model-factory", "restoration.convert_mat:build_official_generator",
-        "--convert", "restoration.convert_mat:convert_official_state_dict",
+        "--model-factory", "restoration.models.mat_checkpoint:build_official_generator",
+        "--convert", "restoration.models.mat_checkpoint:convert_official_state_dict",
         "--res", "all", "--variant", "all", "--dropout", "seed", "--stage1",
     )  # fmt: skip
 
@@ -49,7 +49,7 @@ def test_generator_parity_all_resolutions_variants_and_stage1():
 def test_discriminator_parity_with_r1_gradients():
     run_checker(
         "--component", "D",
-        "--model-factory", "restoration.convert_mat:build_official_discriminator",
-        "--convert", "restoration.convert_mat:convert_official_state_dict",
+        "--model-factory", "restoration.models.mat_checkpoint:build_official_discriminator",
+        "--convert", "restoration.models.mat_checkpoint:convert_official_state_dict",
         "--res", "256", "--variant", "all", "--grad",
     )  # fmt: skip

@@ -8,8 +8,9 @@ import pytest
 from conftest import make_contest_folder
 from fault_images import contest_pairs, fake_model  # noqa: F401 - a fixture
 
-from data_prep.build_shards import BuildError, build
 from restoration import evaluate, predict
+from restoration.data.shard_build import build
+from restoration.data.shard_sources import BuildError
 
 
 def truncate(path) -> None:

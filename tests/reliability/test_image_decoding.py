@@ -11,7 +11,7 @@ import pytest
 from fault_images import masked_gray, photo, png_claiming_size, save_gray16, write_contest_csv
 from PIL import Image, ImageOps
 
-from data_prep.build_shards import build
+from restoration.data.shard_build import build
 from restoration.image_io import read_gray, read_rgb
 
 

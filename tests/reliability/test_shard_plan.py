@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fault_images import contest_pairs, write_contest_csv
 
-import data_prep.build_shards as bs
-from data_prep.build_shards import build
+import restoration.data.shard_build as bs
+from restoration.data.shard_build import build
 
 
 def keys_by_shard(out: Path) -> dict[str, list[str]]:

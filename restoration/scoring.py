@@ -1,0 +1,156 @@
+"""Predictions scored with the contest metric (S, M, C, score) and PSNR: `evaluate_files`, the scorer behind
+`restoration-evaluate` (`restoration.evaluate`), the anchors (`restoration.anchor_scores`), the demo and the
+benchmarks.
+
+The lost region (needed for M) comes either from mask files (white = lost, or `mask_white="known"`) or, exactly,
+from the masked inputs: lost = input != L(gt), as the contest data was made (`known_from_pair`). Files are matched
+by name without extension, so a submission zip, a prediction folder and the contest folders line up.
+
+Every image is decoded by the rule that prediction and shard building use (`restoration.image_decoding`). A file
+that cannot be used (damaged, a zip member with a bad CRC, over the pixel limit) is reported by its path in
+`errors` and not scored. A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused
+(`InputError`): scoring one of them would be a guess.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from restoration.data.exact_mask import known_from_pair
+from restoration.image_io import IMAGE_SUFFIXES, InputError, list_inputs, read_gray, read_rgb
+from restoration.metrics import contest_score, psnr
+
+KEYS = ("S", "M", "C", "score", "psnr")
+T = TypeVar("T")
+
+
+def _read(what: str, path: Path, read: Callable[[Path], T]) -> T:
+    """`read(path)`, its ValueError naming the file: 'input x/TEST_001.png: not a readable image (...)'."""
+    try:
+        return read(path)
+    except ValueError as err:
+        raise ValueError(f"{what} {path}: {err}") from None
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.stem in found:
+                raise InputError(f"{folder}: two files named {path.stem!r} ({found[path.stem]} and {path})")
+            found[path.stem] = path
+    return found
+
+
+def _zip_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
+    try:
+        zf = zipfile.ZipFile(pred)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputError(f"{pred}: not a readable zip file ({err})") from None
+    by_name: dict[str, list[str]] = {}
+    for info in zf.infolist():
+        if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
+            by_name.setdefault(Path(info.filename).stem, []).append(info.filename)
+    clashes = sorted(members for members in by_name.values() if len(members) > 1)
+    if clashes:
+        listing = "; ".join(" and ".join(members) for members in clashes[:10])
+        raise InputError(f"{pred}: predictions are matched by file name and these names occur twice: {listing}")
+
+    def reader(member: str) -> Callable[[], np.ndarray]:
+        def read() -> np.ndarray:
+            try:
+                data = zf.read(member)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as err:
+                raise ValueError(f"zip member {member!r} of {pred}: damaged ({err})") from None
+            try:
+                return read_rgb(data)
+            except ValueError as err:
+                raise ValueError(f"zip member {member!r} of {pred}: {err}") from None
+
+        return read
+
+    return {name: reader(members[0]) for name, members in by_name.items()}
+
+
+def prediction_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
+    """name -> a function reading that prediction as RGB, for a folder or a (submission) zip; its ValueError names
+    the file."""
+    if pred.is_file() and zipfile.is_zipfile(pred):
+        return _zip_readers(pred)
+    if pred.is_file():
+        raise InputError(f"{pred}: expected a folder of predictions or a zip file")
+    return {stem: (lambda p=path: _read("prediction", p, read_rgb)) for stem, path in _images_in(pred).items()}
+
+
+def known_from_mask_file(path: Path, white: str) -> np.ndarray:
+    arr = np.asarray(read_gray(path).gray)
+    marked = arr > 127
+    return (marked if white == "known" else ~marked).astype(np.uint8)
+
+
+def evaluate_files(
+    pred: Path,
+    gt: Path,
+    *,
+    masks: Path | None = None,
+    inputs: list[str] | None = None,
+    mask_white: str = "lost",
+    device: str = "cpu",
+) -> dict:
+    """Per-image scores and their mean; images without a prediction are reported as `missing`."""
+    gts = _images_in(gt)
+    preds = prediction_readers(pred)
+    mask_files = _images_in(masks) if masks is not None else {}
+    input_files = {Path(item.name).stem: item.path for item in list_inputs(inputs)} if inputs else {}
+    rows, errors = [], []
+    missing = sorted(set(gts) - set(preds))
+    for name in tqdm(sorted(set(gts) & set(preds)), desc="scoring", unit="img"):
+        try:
+            gt_rgb = _read("ground truth", gts[name], read_rgb)
+            pred_rgb = preds[name]()
+            if pred_rgb.shape != gt_rgb.shape:
+                raise ValueError(f"size {pred_rgb.shape[1]}x{pred_rgb.shape[0]} differs from the ground truth's "
+                                 f"{gt_rgb.shape[1]}x{gt_rgb.shape[0]}")  # fmt: skip
+            if masks is not None:
+                if name not in mask_files:
+                    raise ValueError(f"no mask named {name} in {masks}")
+                known = _read("mask", mask_files[name], lambda p: known_from_mask_file(p, mask_white))
+            else:
+                if name not in input_files:
+                    raise ValueError("no input image of this name")
+                gray_gt = np.asarray(Image.fromarray(gt_rgb).convert("L"))
+                known, _ = known_from_pair(_read("input", input_files[name], lambda p: read_gray(p).gray), gray_gt)
+            if known.shape != gt_rgb.shape[:2]:
+                raise ValueError("the mask/input size differs from the ground truth's")
+        except ValueError as err:
+            errors.append({"name": name, "error": str(err)})
+            continue
+        to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].to(device)  # noqa: E731 - (1, 3, H, W)
+        p, g = to_t(pred_rgb), to_t(gt_rgb)
+        parts = contest_score(p, g, torch.from_numpy(known)[None, None].to(device))
+        row = {"name": name, **{k: float(v[0]) for k, v in parts.items()}, "psnr": float(psnr(p, g)[0])}
+        row["lost_fraction"] = float(1.0 - known.mean())
+        rows.append(row)
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in KEYS} if rows else {k: float("nan") for k in KEYS}
+    return {"mean": mean, "count": len(rows), "images": rows, "missing": missing, "errors": errors}
+
+
+def format_table(result: dict, per_image: bool) -> str:
+    lines = [f"{'image':<28} " + " ".join(f"{k:>8}" for k in KEYS)]
+    if per_image:
+        for r in result["images"]:
+            lines.append(f"{r['name'][:28]:<28} " + " ".join(f"{r[k]:8.4f}" for k in KEYS))
+    mean = result["mean"]
+    lines.append(f"{'mean of ' + str(result['count']):<28} " + " ".join(f"{mean[k]:8.4f}" for k in KEYS))
+    return "\n".join(lines)
