@@ -233,15 +233,16 @@ def child_predict(spec: dict) -> None:
     items = list_inputs([str(inputs)])
     export = Path(spec["export"])
     for precision in spec["precisions"]:
-        pipeline = load_pipeline([export], device, bf16=precision == "bf16")
-        predict(pipeline, items[:1], work / "warm", batch_size=1)
+        pipeline = load_pipeline([export], device)
+        settings = pipeline.defaults.but(precision=precision)
+        predict(pipeline, items[:1], work / "warm", settings=settings, batch_size=1)
         for batch in spec["batches"]:
-            predict(pipeline, items[:batch], work / "warm", batch_size=batch)  # allocator and kernel warm-up
+            predict(pipeline, items[:batch], work / "warm", settings=settings, batch_size=batch)  # warm-up
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(device)
             start = time.perf_counter()
-            report = predict(pipeline, items, work / f"out-{precision}-{batch}", batch_size=batch)
+            report = predict(pipeline, items, work / f"out-{precision}-{batch}", settings=settings, batch_size=batch)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start

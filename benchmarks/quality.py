@@ -64,6 +64,7 @@ from restoration.anchors import fill_method
 from restoration.config import load_config
 from restoration.export import training_run_id
 from restoration.image_io import write_png_atomic
+from restoration.inference import InferenceSettings, choose_settings
 from restoration.optim import OptimConfig, lr_factor
 from restoration.pipeline import load_pipeline
 from restoration.predict import pick_device
@@ -145,25 +146,35 @@ def val_samples(shards: Path, dst: Path) -> list[dict]:
     return out
 
 
-def best_modes(models: list[Path], contest: Path, dst: Path, has_mat: bool) -> tuple[dict[str, str], dict]:
-    """Measure the inference modes of one pipeline (inpaint modes with full-resolution color, then the color mode
-    on the best of them), record the best in the exports' pipeline.json, return it and every result."""
-    results = {}
-    for inpaint_mode in ("tile", "resize", "fill") if has_mat else ("fill", "tile"):
-        results[(inpaint_mode, "full")] = score_with_predict(
-            models, contest, dst / f"{inpaint_mode}-full", ["--inpaint-mode", inpaint_mode, "--color-mode", "full"]
-        )
-    best_inpaint = max(results, key=lambda k: results[k]["mean"]["score"])[0]
-    results[(best_inpaint, "resize")] = score_with_predict(
-        models, contest, dst / f"{best_inpaint}-resize", ["--inpaint-mode", best_inpaint, "--color-mode", "resize"]
-    )
-    best = max(results, key=lambda k: results[k]["mean"]["score"])
-    modes = {"inpaint_mode": best[0], "color_mode": best[1]}
+def best_settings(models: list[Path], contest: Path, dst: Path, has_mat: bool) -> tuple[InferenceSettings, dict]:
+    """Choose one pipeline's inference settings on the study's val photos with the trainer's rule
+    (`inference.choose_settings`: inpaint modes at full-resolution color, then the color mode, then the chroma
+    strength), each candidate scored through restoration-predict; record the choice in the exports' pipeline.json
+    (`weights.record_inference`) and return it with every candidate's result."""
+    full: dict[str, dict] = {}
+
+    def score(s: InferenceSettings) -> dict[str, float]:
+        flags = [
+            "--inpaint-mode",
+            s.inpaint_mode,
+            "--color-mode",
+            s.color_mode,
+            "--chroma-scale",
+            f"{s.chroma_scale:g}",
+        ]
+        slug = s.label().replace(", ", "-").replace(" ", "")
+        full[s.label()] = score_with_predict(models, contest, dst / slug, flags)
+        return full[s.label()]["mean"]
+
+    chosen, _ = choose_settings(
+        score, InferenceSettings(color_mode="full"), colorizes=load_pipeline(models).colorizes,
+        inpaint_modes=("tile", "resize", "fill") if has_mat else ("fill", "tile"), color_modes=("full", "resize"),
+    )  # fmt: skip
     for model in models:
         directory = resolve_source(model).directory
         if (directory / "pipeline.json").is_file():  # an export (a checkpoint has none to record into)
-            record_inference(directory, **modes)
-    return modes, {f"{k[0]}/{k[1]}": v for k, v in results.items()}
+            record_inference(directory, **chosen.recorded())
+    return chosen, full
 
 
 def contest_table(rows: list[tuple[str, dict]]) -> str:
@@ -212,11 +223,15 @@ def sources(out: Path, parts: list[str], S: int, step: int | None = None) -> lis
 def restore_all(model: list[Path], samples: list[dict], pred_dir: Path, batch: int = 16) -> list[np.ndarray]:
     """The pipeline as trained (MAT window by window, full chroma), whatever inference defaults its exports
     record: the arms compare ways of training, the inference settings are measured by `contest_study`."""
-    pipeline = load_pipeline(model, pick_device("auto"), inpaint_mode="tile", chroma_scale=1.0)
+    pipeline = load_pipeline(model, pick_device("auto"))
+    as_trained = InferenceSettings(inpaint_mode="tile", color_mode=pipeline.defaults.color_mode)
     outputs = []
     for i in range(0, len(samples), batch):
         chunk = samples[i : i + batch]
-        restored = pipeline.restore([s["input"] for s in chunk], known=[s["known"] for s in chunk], seed=i)
+        restored = pipeline.restore(
+            [s["input"] for s in chunk], known=[s["known"] for s in chunk], settings=as_trained,
+            keys=[s["key"] for s in chunk],
+        )  # fmt: skip
         for s, r in zip(chunk, restored):
             write_png_atomic(r.rgb, pred_dir / f"{s['key']}.png")
             outputs.append(r.rgb)
@@ -425,10 +440,10 @@ def contest_study(ns: argparse.Namespace, out: Path, S: int, letters: set[str], 
         models = sources(out, parts, S)
         slug = name.split(")")[0].strip("(")
         has_mat = name[1] in "bcd"
-        modes, results = best_modes(models, contest, dst / f"pred-{slug}", has_mat)
-        recorded[name] = modes
-        for mode, r in results.items():
-            rows.append((f"{name}, {mode}{' (best, recorded)' if mode == '/'.join(modes.values()) else ''}", r))
+        chosen, results = best_settings(models, contest, dst / f"pred-{slug}", has_mat)
+        recorded[name] = chosen.recorded()
+        for label, r in results.items():
+            rows.append((f"{name}, {label}{' (best, recorded)' if label == chosen.label() else ''}", r))
     count = anchors["input"]["count"]
     head = f"{count} held-out photos at {ns.contest_size} px, contest-style masks, scored like a submission"
     table = contest_table(rows)

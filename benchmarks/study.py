@@ -4,7 +4,7 @@ over seeds and photos.
 
 - data: shards of a photo folder (`build_data`) and the held-out photos laid out as the contest does
   (`contest_eval_set`: the shards' val split, same keys, same rule, as center crops with contest-style masks);
-- scoring: the anchors (`score_anchors`, `restoration.anchor_scores`) and a model through `restoration-predict`'s
+- scoring: the anchors (`score_anchors`, `restoration.scoring`) and a model through `restoration-predict`'s
   own code path (`score_with_predict`), every answer scored from input vs ground truth (`restoration.scoring`);
 - statistics: the two-level paired bootstrap (`bootstrap_diff`: seeds, then photos) and the tables' helpers
   (`compare`, `mean_over`, `ci_text`); where one seed's runs live (`seed_dir`).
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from restoration import anchor_scores, predict
+from restoration import predict, scoring
 from restoration.data.masks import MaskConfig, sample_known_mask
 from restoration.image_io import read_rgb, write_png_atomic
 from restoration.pipeline import load_pipeline
@@ -71,12 +71,15 @@ def contest_eval_set(photos: Path, out: Path, *, size: int = 512, val_fraction: 
 def score_anchors(contest: Path, dst: Path, colorizer: list[Path] | None = None) -> dict[str, dict]:
     """Input unchanged, Telea and NS fills (biharmonic without OpenCV), the true gray, and (with `colorizer`) the
     true gray colored by that colorizer: scored like a submission."""
-    results = anchor_scores.score_anchors(contest, dst)
+    results = scoring.score_anchors(contest, dst)
     if colorizer:
-        pairs = anchor_scores.contest_pairs(contest)
-        pipeline = load_pipeline(colorizer, pick_device("auto"), inpaint_mode="tile")
-        restored = pipeline.restore([p["gray_gt"] for p in pairs], known=[np.ones_like(p["known"]) for p in pairs])
-        results["true_gray_colorized"] = anchor_scores.score_answers(
+        pairs = scoring.contest_pairs(contest)
+        pipeline = load_pipeline(colorizer, pick_device("auto"))
+        restored = pipeline.restore(
+            [p["gray_gt"] for p in pairs], known=[np.ones_like(p["known"]) for p in pairs],
+            settings=pipeline.defaults.but(inpaint_mode="tile"), keys=[p["key"] for p in pairs],
+        )  # fmt: skip
+        results["true_gray_colorized"] = scoring.score_answers(
             contest, pairs, [r.rgb for r in restored], dst / "anchor-true_gray_colorized"
         )
     return results

@@ -14,10 +14,15 @@ that cannot be read is skipped for the previous complete one (`load_latest_reada
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
+import os
 import re
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +175,60 @@ def load_checkpoint(accelerator: Accelerator, path: Path, *, ema: dict[str, nn.M
             raise FileNotFoundError(f"{weights}: EMA weights for '{name}' missing from the checkpoint")
         module.load_state_dict(load_file(str(weights), device="cpu"))
     return json.loads(state_file.read_text())
+
+
+# -- one training per run directory: a flock on <run_dir>/LOCK, released by the kernel however the process ends
+
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "LOCK"
+
+
+class RunDirInUse(RuntimeError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    def __init__(self, fd: int | None, path: Path) -> None:
+        self._fd, self.path = fd, path
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def acquire_run_lock(run_dir: Path) -> RunLock:
+    """Hold `run_dir` for this process, or raise `RunDirInUse` naming the holder."""
+    path = Path(run_dir) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise RunDirInUse(
+            f"{run_dir} is in use by another training ({holder}). Wait for it to end or stop it, or give this run "
+            "another run.name or run.output_dir."
+        ) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            os.close(fd)
+            raise
+        log.warning("%s: this filesystem has no file locks; two trainings on one run directory are not refused", path)
+        os.close(fd)
+        return RunLock(None, path)
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
+    return RunLock(fd, path)
+
+
+def _holder(fd: int) -> str:
+    try:
+        record = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"host {record['host']}, pid {record['pid']}, since {record['since']}"
+    except (OSError, ValueError, KeyError):
+        return "holder unknown"

@@ -29,12 +29,12 @@ import tarfile
 from pathlib import Path
 
 from restoration import train
-from restoration.anchor_scores import score_anchors
 from restoration.anchors import fill_method
 from restoration.checkpoint import latest_checkpoint
 from restoration.config import load_config
 from restoration.data.builtin import builtin_shards_dir
 from restoration.recipe import TrainConfig
+from restoration.scoring import score_anchors
 from restoration.weights import recorded_settings, resolve_source
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"

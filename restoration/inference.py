@@ -70,8 +70,13 @@ class InferenceSettings:
         return self.precision == "bf16"
 
     def label(self) -> str:
-        """How a setting is named in tables, logs and MLflow: `fill`, `fill, chroma x0.75`."""
-        return self.inpaint_mode if self.chroma_scale == 1 else f"{self.inpaint_mode}, chroma x{self.chroma_scale:g}"
+        """How a setting is named in tables, logs and MLflow: `fill`, `fill, chroma x0.75`, `tile, color full`."""
+        parts = [self.inpaint_mode]
+        if self.color_mode != "resize":
+            parts.append(f"color {self.color_mode}")
+        if self.chroma_scale != 1:
+            parts.append(f"chroma x{self.chroma_scale:g}")
+        return ", ".join(parts)
 
     def recorded(self) -> dict[str, Any]:
         """The part a model keeps as its defaults (`pipeline.json` `inference`)."""
@@ -89,29 +94,34 @@ class InferenceSettings:
 
 
 def choose_settings(
-    score: Callable[[InferenceSettings], dict[str, float]], base: InferenceSettings, *, colorizes: bool
+    score: Callable[[InferenceSettings], dict[str, float]],
+    base: InferenceSettings,
+    *,
+    colorizes: bool,
+    inpaint_modes: tuple[InpaintMode, ...] = INPAINT_CANDIDATES,
+    color_modes: tuple[ColorMode, ...] = (),
 ) -> tuple[InferenceSettings, dict[str, dict[str, float]]]:
-    """The settings that score best (contest score, the first candidate on a tie): the inpaint mode (MAT, or the hole
-    as the input has it when there is no inpainter, against the classical fill), then, with a colorizer, the chroma
-    strength on that mode. `score` restores the val split with a setting; returns (chosen, scores per label).
+    """The settings that score best (contest score, the first candidate on a tie), one field at a time: the inpaint
+    mode (MAT, or the hole as the input has it when there is no inpainter, against the classical fill), then the
+    color modes when given (the quality study, whose photos are larger than the training crops), then, with a
+    colorizer, the chroma strength. `score` restores the val split with a setting; returns (chosen, scores per
+    label). Training, the quality study and so the demo all choose with this.
 
     Why chroma is chosen: S and M compare RGB channels with the truth, so an uncertain colorizer's wrong saturation
     costs SSIM, while C compares hue histograms, which a smaller chroma keeps."""
     results: dict[str, dict[str, float]] = {}
-    modes = [base.but(inpaint_mode=mode, chroma_scale=1.0) for mode in INPAINT_CANDIDATES]
-    for candidate in modes:
-        results[candidate.label()] = score(candidate)
-    chosen = _best(modes, results)
-    if colorizes:
-        scales = [chosen.but(chroma_scale=s) for s in CHROMA_SCALES]
-        for candidate in scales[1:]:
-            results[candidate.label()] = score(candidate)
-        chosen = _best(scales, results)
+    chosen = base.but(chroma_scale=1.0)
+    rounds = (("inpaint_mode", inpaint_modes), ("color_mode", color_modes), ("chroma_scale", CHROMA_SCALES))
+    for field, values in rounds:
+        if field == "chroma_scale" and not colorizes:
+            continue
+        candidates = [chosen.but(**{field: value}) for value in values]
+        for candidate in candidates:
+            if candidate.label() not in results:
+                results[candidate.label()] = score(candidate)
+        if candidates:
+            chosen = max(candidates, key=lambda c: (results[c.label()]["score"], -candidates.index(c)))
     return chosen, results
-
-
-def _best(candidates: list[InferenceSettings], results: dict[str, dict[str, float]]) -> InferenceSettings:
-    return max(candidates, key=lambda c: (results[c.label()]["score"], -candidates.index(c)))
 
 
 def composite(known: Tensor, gray_in: Tensor, luma: Tensor) -> Tensor:

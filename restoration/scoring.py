@@ -1,6 +1,7 @@
 """Predictions scored with the contest metric (S, M, C, score) and PSNR: `evaluate_files`, the scorer behind
-`restoration-evaluate` (`restoration.evaluate`), the anchors (`restoration.anchor_scores`), the demo and the
-benchmarks.
+`restoration-evaluate` (`restoration.evaluate`), the demo and the benchmarks; and the anchors (input unchanged,
+classical fills, true gray) scored exactly as a submission is (`score_anchors`). Each image is scored by
+`metrics.score_image`, the rule validation during training uses too.
 
 The lost region (needed for M) comes either from mask files (white = lost, or `mask_white="known"`) or, exactly,
 from the masked inputs: lost = input != L(gt), as the contest data was made (`known_from_pair`). Files are matched
@@ -16,18 +17,18 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from restoration.anchors import ANCHORS, anchor_rgb
 from restoration.data.exact_mask import known_from_pair
-from restoration.image_io import IMAGE_SUFFIXES, InputError, list_inputs, read_gray, read_rgb
-from restoration.metrics import contest_score, psnr
+from restoration.image_io import IMAGE_SUFFIXES, InputError, list_inputs, read_gray, read_rgb, write_png_atomic
+from restoration.metrics import score_image
 
 KEYS = ("S", "M", "C", "score", "psnr")
 T = TypeVar("T")
@@ -136,11 +137,7 @@ def evaluate_files(
         except ValueError as err:
             errors.append({"name": name, "error": str(err)})
             continue
-        to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].to(device)  # noqa: E731 - (1, 3, H, W)
-        p, g = to_t(pred_rgb), to_t(gt_rgb)
-        parts = contest_score(p, g, torch.from_numpy(known)[None, None].to(device))
-        row = {"name": name, **{k: float(v[0]) for k, v in parts.items()}, "psnr": float(psnr(p, g)[0])}
-        row["lost_fraction"] = float(1.0 - known.mean())
+        row = {"name": name, **score_image(pred_rgb, gt_rgb, known, device), "lost_fraction": float(1 - known.mean())}
         rows.append(row)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in KEYS} if rows else {k: float("nan") for k in KEYS}
     return {"mean": mean, "count": len(rows), "images": rows, "missing": missing, "errors": errors}
@@ -154,3 +151,37 @@ def format_table(result: dict, per_image: bool) -> str:
     mean = result["mean"]
     lines.append(f"{'mean of ' + str(result['count']):<28} " + " ".join(f"{mean[k]:8.4f}" for k in KEYS))
     return "\n".join(lines)
+
+
+# -- the anchors scored on a contest folder exactly as a submission is (the demo and the benchmarks) -------------------
+
+
+def contest_pairs(contest: Path) -> list[dict]:
+    """key, input gray, ground truth, its gray and the true known mask of every file of a contest folder
+    (`gt/`, `test_input/` and `test.csv`, the layout `restoration.demo.write_contest_folder` makes)."""
+    pairs = []
+    for path in sorted((contest / "gt").glob("*.png")):
+        gt = np.asarray(Image.open(path).convert("RGB"))
+        gray_gt = np.asarray(Image.fromarray(gt).convert("L"))
+        gray_in = np.asarray(Image.open(contest / "test_input" / path.name).convert("L"))
+        known, _ = known_from_pair(gray_in, gray_gt)
+        pairs.append({"key": path.stem, "input": gray_in, "gt": gt, "gray_gt": gray_gt, "known": known})
+    return pairs
+
+
+def score_answers(contest: Path, pairs: list[dict], answers: list[np.ndarray], pred_dir: Path) -> dict:
+    """(H, W, 3) uint8 answers, one per pair, written to `pred_dir` and scored against the folder's ground truth."""
+    for pair, rgb in zip(pairs, answers, strict=True):
+        write_png_atomic(rgb, pred_dir / f"{pair['key']}.png")
+    return evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+
+
+def score_anchors(contest: Path, dst: Path, names: Sequence[str] = ANCHORS) -> dict[str, dict]:
+    """Each named anchor (`restoration.anchors.anchor_rgb`) scored like a submission, its PNGs in
+    `dst/anchor-<name>/`."""
+    pairs = contest_pairs(contest)
+    results = {}
+    for name in names:
+        answers = [anchor_rgb(name, p["input"], p["known"], p["gray_gt"]) for p in pairs]
+        results[name] = score_answers(contest, pairs, answers, dst / f"anchor-{name}")
+    return results

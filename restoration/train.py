@@ -24,17 +24,23 @@ from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from restoration.checkpoint import CheckpointWriteError, complete_checkpoints, load_latest_readable, save_checkpoint
+from restoration.checkpoint import (
+    CheckpointWriteError,
+    RunDirInUse,
+    RunLock,
+    acquire_run_lock,
+    complete_checkpoints,
+    load_latest_readable,
+    save_checkpoint,
+)
 from restoration.config import ConfigError, dump_yaml, flatten, load_config, save_yaml
 from restoration.data.batch_guard import DataStall, GuardedBatches, StopRequested
 from restoration.data.builtin import prepare_builtin_shards
 from restoration.data.shards import make_train_loader, make_val_loader, prepare_batch
-from restoration.distributed import is_peer_loss, process_group_kwargs, sync_batchnorm
+from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, sync_batchnorm
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.recipe import RunConfig, TrainConfig
-from restoration.replicas import replica_report
-from restoration.run_lock import RunDirInUse, RunLock, acquire_run_lock
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha

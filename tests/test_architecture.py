@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import get_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("restoration", "data_prep")
@@ -17,27 +18,34 @@ ENTRY_POINTS = (  # the command lines and the MLflow model's entry file: nothing
     "restoration.convert_mat", "restoration.pyfunc_entry",
 )  # fmt: skip
 
-# lowest first; a module may import its own layer or the ones below, never above
+# lowest first; a module may import its own layer or the ones below, never above (docs/architecture.md, same numbers)
 LAYERS: list[tuple[str, ...]] = [
-    (  # building blocks: no training, no files of runs
+    (  # 0: building blocks: no training, no files of runs
         "restoration.config", "restoration.data", "restoration.models", "restoration.losses", "restoration.metrics",
-        "restoration.preemption", "restoration.optim", "restoration.ema", "restoration.inference",
-        "restoration.distributed", "restoration.precision", "restoration.throughput",
-        "restoration.anchors",
+        "restoration.preemption", "restoration.optim", "restoration.inference", "restoration.distributed",
+        "restoration.precision", "restoration.throughput", "restoration.anchors",
     ),
-    (
-        "restoration.checkpoint", "restoration.replicas", "restoration.image_io", "restoration.image_decoding",
-        "restoration.run_lock",
+    (  # 1: files
+        "restoration.checkpoint", "restoration.image_io", "restoration.image_decoding",
         "restoration.models.mat_checkpoint",  # official MAT checkpoints: reads files, so above restoration.models
-        "restoration.scoring",  # prediction folders and zips scored (restoration-evaluate, the anchors, the demo)
+        "restoration.scoring",  # prediction folders, zips and the anchors scored like a submission
         "restoration.data.shard_sources", "restoration.data.shard_build", "restoration.data.builtin",  # shard building
     ),
-    ("restoration.weights",),  # exported weights
-    ("restoration.recipe", "restoration.tracking", "restoration.pipeline", "restoration.validation"),
-    ("restoration.tasks", "restoration.mode_choice"),
-    ("restoration.mlflow_model", "restoration.anchor_scores"),
-    (*ENTRY_POINTS, "data_prep"),  # entry points and CLIs (data_prep: restoration-shards)
+    ("restoration.weights",),  # 2: exported weights and the network table
+    ("restoration.recipe", "restoration.tracking", "restoration.pipeline"),  # 3: the recipe, tracking, the pipeline
+    ("restoration.tasks", "restoration.validation"),  # 4: stages, and validation through the pipeline
+    ("restoration.mlflow_model",),  # 5: the pipeline as an MLflow model
+    (*ENTRY_POINTS, "data_prep"),  # 6: entry points and CLIs (data_prep: restoration-shards)
 ]  # fmt: skip
+
+# where restoring an image or running a stage must never depend on which stage or network it is: they go through
+# roles (`weights.NETWORK_TABLE`) and stage attributes (`Task.scores_masks`, `Task.logs_model`)
+NAME_FREE = (
+    "restoration/train.py",
+    "restoration/pipeline.py",
+    "restoration/mlflow_model.py",
+    "restoration/tasks/parts.py",
+)
 
 
 def module_name(path: Path) -> str:
@@ -146,3 +154,17 @@ def test_package_never_imports_entry_points():
             if top and not (src in ENTRY_POINTS and top in ENTRY_POINTS):
                 bad.add(f"{src} imports {top}")
     assert not bad, "\n".join(sorted(bad))
+
+
+def test_no_stage_or_network_name_in_the_trainer_pipeline_model_and_shared_parts():
+    from restoration.recipe import Stage
+    from restoration.weights import NETWORK_TABLE
+
+    names = {spec.name for spec in NETWORK_TABLE} | set(get_args(Stage))
+    found = [
+        f"{path}:{node.lineno}: {node.value!r}"
+        for path in NAME_FREE
+        for node in ast.walk(ast.parse((ROOT / path).read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
+    ]
+    assert not found, "\n".join(found)

@@ -15,8 +15,17 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from restoration.distributed import average_running_stats
-from restoration.ema import ema_decay_from_half_life, ema_update, make_ema
-from restoration.optim import OptimConfig, apply_lr, lr_factor, make_adam, optimizer_step, requires_grad
+from restoration.optim import (
+    OptimConfig,
+    apply_lr,
+    ema_decay_from_half_life,
+    ema_update,
+    lr_factor,
+    make_adam,
+    make_ema,
+    optimizer_step,
+    requires_grad,
+)
 from restoration.recipe import TrainConfig, pipeline_meta
 from restoration.weights import Role, by_role, export_weights, exportable_networks, load_init_weights, network_spec
 

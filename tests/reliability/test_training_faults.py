@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from restoration.checkpoint import acquire_run_lock
 from restoration.preemption import REQUEUE_EXIT_CODE
-from restoration.run_lock import acquire_run_lock
 from restoration.train import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""`restoration/anchor_scores.py`: anchors are written as PNGs and scored by the evaluator, like a submission."""
+"""`restoration/scoring.py`, the anchors: written as PNGs and scored by the evaluator, like a submission."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 from conftest import make_contest_folder
 from PIL import Image
 
-from restoration.anchor_scores import contest_pairs, score_anchors, score_answers
+from restoration.scoring import contest_pairs, score_anchors, score_answers
 
 
 def test_pairs_carry_the_true_lost_region(tmp_path):
