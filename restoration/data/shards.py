@@ -3,7 +3,8 @@
 - Train: resampled shards (each rank and worker draws shards with its own seed, so nothing needs splitting and no
   rank ever runs dry), a shuffle buffer, decoding, masks drawn in the workers for samples without one (seeded by
   seed, rank, worker and sample count), batching in the workers, and a fixed number of batches per rank per epoch
-  (`batches_per_epoch`, the same on every rank: no DDP hang at an epoch's end). Not passed through
+  (`batches_per_epoch`, the same on every rank: no DDP hang at an epoch's end), cut from one endless stream, so
+  each epoch continues where the last one stopped (new order and masks, every sample reached). Not passed through
   `accelerator.prepare`, which would re-shard or broadcast an iterable stream. Workers write batches into a few
   reused shared-memory slots (`batch_ring`) instead of a fresh segment each: a train batch stays valid for as long
   as it, or a view of it, is referenced; its slot is reused after that.
@@ -309,15 +310,21 @@ def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: 
 
 
 class CountingLoader:
-    """Wraps a loader of batches; sums the workers' corrupt-sample counts, knows its length and which shards it
-    reads (for messages), and can be told to stop a stream that only meets unreadable shards."""
+    """Epochs of `length` batches cut from ONE endless stream of batches; sums the workers' corrupt-sample counts,
+    knows which shards it reads (for messages), and can be told to stop a stream that only meets unreadable shards.
+
+    Why one stream: restarting the pipeline for each epoch restarted its seeded shard draw, shuffle and mask
+    generators too, so every epoch repeated the first one batch for batch, and with `batches_per_epoch` set only the
+    first few samples were ever seen. Continuing the stream, each epoch takes the batches that follow the last one's:
+    new order, new masks, and every sample of every shard is reached."""
 
     def __init__(self, loader, length: int, urls: list[str], shard_errors: ShardErrors) -> None:
-        self.loader = loader
+        self.loader = loader  # endless: resampled shards
         self.length = length
         self.urls = urls
         self.shard_errors = shard_errors
         self.corrupt_count = 0
+        self._stream: Iterator[dict] | None = None
 
     def stop(self) -> None:
         self.shard_errors.stop()
@@ -326,10 +333,21 @@ class CountingLoader:
         return self.length
 
     def __iter__(self) -> Iterator[dict]:
-        rings = MainRings()  # this pass's workers' shared-memory slots
+        """One epoch: the next `length` batches of the stream."""
+        if self._stream is None:
+            self._stream = self._batches()
+        for _ in range(self.length):
+            try:
+                yield next(self._stream)
+            except StopIteration:  # a stream stopped on purpose (`stop`)
+                self._stream = None
+                return
+
+    def _batches(self) -> Iterator[dict]:
+        rings = MainRings()  # the workers' shared-memory slots, for as long as the stream lives
         batches = iter(self.loader)
         while True:
-            rings.release_unused()  # the slots of batches the caller has let go of
+            rings.release_unused()  # before waiting: a worker may need a slot the caller has let go of
             try:
                 batch = next(batches)
             except StopIteration:
@@ -351,7 +369,7 @@ def make_train_loader(cfg: DataConfig, *, batch_size: int, rank: int, world_size
         train_samples_to_batches(cfg, batch_size, seed, rank, shard_errors),
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=cfg.num_workers, persistent_workers=False)
-    return CountingLoader(loader.with_epoch(per_epoch), per_epoch, urls, shard_errors)
+    return CountingLoader(loader, per_epoch, urls, shard_errors)
 
 
 def key_seeded_rng(key: str) -> np.random.Generator:

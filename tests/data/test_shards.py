@@ -34,6 +34,7 @@ from restoration.data.shards import (
     make_train_loader,
     make_val_loader,
     prepare_batch,
+    read_manifest,
     shard_urls,
     train_samples_to_batches,
 )
@@ -264,3 +265,44 @@ def test_the_libpng_path_gives_pil_pixels_and_leaves_every_other_png_to_pil():
     damaged = png(Image.fromarray(rgb))
     assert _png_array(damaged[: len(damaged) // 2], "RGB", 32) is None  # PIL then names the error
     assert _png_array(b"not a png at all, long enough to have a header", "RGB", 32) is None
+
+
+@pytest.fixture(scope="module")
+def one_shard(tmp_path_factory) -> Path:
+    """All train samples in one shard (what the CPU preset builds from a small photo folder)."""
+    base = tmp_path_factory.mktemp("one-shard")
+    rng = np.random.default_rng(1)
+    for g in range(8):
+        (base / "photos" / f"g{g}").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+                base / "photos" / f"g{g}" / f"{i}.png"
+            )
+    build_photo_shards(base / "photos", base / "shards", size=32, val_fraction=0.2, samples_per_shard=100)
+    assert len(shard_urls(base / "shards", "train")) == 1
+    return base / "shards"
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_epochs_differ_and_every_sample_is_reached_from_one_shard(one_shard, num_workers):
+    """Each epoch continues the stream: new order and new masks, never the first epoch again; and with a short
+    `batches_per_epoch` the later samples of the shard are reached too (not the first few over and over)."""
+    total = sum(s["count"] for s in read_manifest(one_shard)["shards"] if s["split"] == "train")
+    cfg = DataConfig(root=one_shard, image_size=32, num_workers=num_workers, shuffle_buffer=4, batches_per_epoch=2)
+    loader = make_train_loader(cfg, batch_size=2, rank=0, world_size=1, seed=0)
+    epochs = [[(tuple(b["key"]), b["known"].clone()) for b in loader] for _ in range(3 * total // 4 + 2)]
+    assert all(len(e) == 2 for e in epochs)
+    first = epochs[0]
+    for later in epochs[1:]:
+        assert not all(a[0] == b[0] and torch.equal(a[1], b[1]) for a, b in zip(first, later))
+    seen = {key for epoch in epochs for keys, _ in epoch for key in keys}
+    assert len(seen) == total
+    # a sample met again later gets another mask
+    masks: dict[str, list] = {}
+    for epoch in epochs:
+        for keys, known in epoch:
+            for key, k in zip(keys, known):
+                masks.setdefault(key, []).append(k)
+    again = [m for m in masks.values() if len(m) > 1]
+    assert again
+    assert any(not torch.equal(m[0], m[1]) for m in again)
