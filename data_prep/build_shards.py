@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
                 "--val-masks", choices=sorted(VAL_MASKS), default="mixture",
                 help="masks baked into the val samples: the training mixture or contest polygons only",
             )  # fmt: skip
-        p.add_argument("--val-fraction", type=float, default=0.05)
+        p.add_argument("--val-fraction", type=float, default=0.05, help="share of groups held out (hashed)")
+        p.add_argument(
+            "--val-groups", default="", metavar="A,B",
+            help="hold out these groups instead of a fraction: top-level folders of --root (photos) or values of "
+            "the csv's group column (contest); e.g. one folder per photo source, to validate on unseen sources",
+        )  # fmt: skip
         p.add_argument("--samples-per-shard", type=int, default=1000)
         p.add_argument("--workers", type=int, default=1)
         p.add_argument("--seed", type=int, default=0, help="seeds the val masks")
@@ -51,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=ns.seed,
             strict=ns.strict,
             val_masks=getattr(ns, "val_masks", "mixture"),
+            val_groups=[g for g in ns.val_groups.split(",") if g],
         )
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)

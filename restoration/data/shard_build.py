@@ -25,7 +25,7 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -193,6 +193,7 @@ def build(
     strict: bool = False,
     progress: bool = True,
     val_masks: str = "mixture",
+    val_groups: Sequence[str] = (),
 ) -> dict:
     """Build (or resume) the shards; returns the manifest written to `out/manifest.json`."""
     root, out = Path(root), Path(out)
@@ -215,7 +216,9 @@ def build(
         (out / finished_only).unlink(missing_ok=True)
     for stale in out.glob("*.tar.tmp"):
         stale.unlink()
-    plans = plan_shards(sources, val_fraction=val_fraction, samples_per_shard=samples_per_shard)
+    plans = plan_shards(sources, val_fraction=val_fraction, samples_per_shard=samples_per_shard, val_groups=val_groups)
+    if val_groups and not any(p.split == "val" for p in plans):
+        raise BuildError(f"--val-groups {','.join(val_groups)}: no such group (folder or group column) in {root}")
     remove_stale(out, {p.name for p in plans})
     shaping = {"mode": mode, "size": size, "seed": seed, "val_masks": val_masks}
     todo = [p for p in plans if not shard_is_complete(out, p.name, shard_recipe(p, root, **shaping))]
@@ -259,6 +262,7 @@ def build(
             "csv": csv_name if mode == "contest" else None,
             "size": size if mode == "photos" else None,
             "val_fraction": val_fraction,
+            "val_groups": list(val_groups),
             "samples_per_shard": samples_per_shard,
             "seed": seed,
             "val_masks": val_masks if mode == "photos" else None,
@@ -282,6 +286,7 @@ def build_photo_shards(
     seed: int = 0,
     progress: bool = False,
     val_masks: str = "mixture",
+    val_groups: Sequence[str] = (),
 ) -> dict:
     """Programmatic entry for a folder of photos (the demo, the quality study and tests use it)."""
     return build(
@@ -295,4 +300,5 @@ def build_photo_shards(
         seed=seed,
         progress=progress,
         val_masks=val_masks,
+        val_groups=val_groups,
     )

@@ -159,12 +159,23 @@ def _unit_hash(text: str) -> float:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
 
 
-def plan_shards(sources: Sequence[Source], *, val_fraction: float, samples_per_shard: int) -> list[ShardPlan]:
-    """Deterministic split (by group when known, so a group never spans both splits) and shard assignment."""
+def plan_shards(
+    sources: Sequence[Source], *, val_fraction: float, samples_per_shard: int, val_groups: Sequence[str] = ()
+) -> list[ShardPlan]:
+    """Deterministic split (by group when known, so a group never spans both splits) and shard assignment.
+
+    `val_groups` names the groups to hold out instead (a photo's group is its folder; the first folder level
+    counts, so `val_groups=["lomiri"]` holds out `lomiri/` and everything under it): the way to validate on sources
+    the training never saw, which a hashed fraction of a few large sources cannot promise."""
     splits: dict[str, list[Source]] = {"train": [], "val": []}
+    held_out = set(val_groups)
     for src in sorted(sources, key=lambda s: s.key):
         unit = src.group if src.group else src.key
-        splits["val" if _unit_hash(unit) < val_fraction else "train"].append(src)
+        if held_out:
+            val = bool(src.group) and src.group.split("/")[0] in held_out
+        else:
+            val = _unit_hash(unit) < val_fraction
+        splits["val" if val else "train"].append(src)
     plans = []
     for split, items in splits.items():
         for i in range(0, len(items), samples_per_shard):

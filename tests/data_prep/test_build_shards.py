@@ -207,3 +207,24 @@ def test_workers_build_the_same_bytes_and_stop_at_the_first_bad_input_under_stri
     with pytest.raises(BuildError, match="BAD_trunc"):
         build("contest", tmp_path / "data", tmp_path / "strict", csv_name="strict.csv", strict=True, workers=2,
               samples_per_shard=4, progress=False)  # fmt: skip
+
+
+def test_val_groups_hold_out_whole_sources(tmp_path):
+    """One folder per photo source; `--val-groups` puts exactly those sources (and all of them) in val."""
+    rng = np.random.default_rng(0)
+    for source, count in (("alpha", 4), ("beta", 3), ("gamma", 2)):
+        for i in range(count):
+            folder = tmp_path / "photos" / source / ("sub" if i % 2 else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{source}{i}.png")
+    args = ["photos", "--root", str(tmp_path / "photos"), "--size", "32", "--samples-per-shard", "10"]
+    assert main([*args, "--out", str(tmp_path / "s"), "--val-groups", "beta,gamma"]) == 0
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert (manifest["totals"]["train"], manifest["totals"]["val"]) == (4, 5)
+    assert manifest["args"]["val_groups"] == ["beta", "gamma"]
+    for shard in manifest["shards"]:
+        with tarfile.open(tmp_path / "s" / shard["name"]) as tar:
+            keys = {m.name.split(".")[0] for m in tar.getmembers()}
+        assert all(("alpha" in k) == (shard["split"] == "train") for k in keys)
+    with pytest.raises(BuildError, match="no such group"):
+        build("photos", tmp_path / "photos", tmp_path / "t", size=32, val_groups=["delta"], progress=False)
