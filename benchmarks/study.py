@@ -38,19 +38,23 @@ def build_data(photos: Path, out: Path, size: int) -> Path:
     return shards
 
 
-def contest_eval_set(photos: Path, out: Path, *, size: int = 512, val_fraction: float = 0.2, seed: int = 0) -> Path:
-    """The held-out photos (the shards' val split: same keys, same rule) as the contest lays them out: `size` px
-    center crops in `gt/`, masked gray inputs in `test_input/` and `test.csv`. Masks alternate seeded between the two
-    contest styles: a random polygon with one gray fill (test inputs) and a near-black circle or square (train
-    inputs). Scored like a submission: the lost region is derived from input vs ground truth."""
+def contest_eval_set(
+    photos: Path, out: Path, *, size: int = 512, val_fraction: float = 0.2, seed: int = 0,
+    val_groups: tuple[str, ...] = (),
+) -> Path:  # fmt: skip
+    """The held-out photos (the shards' val split: same keys, same rule, `val_groups` included) as the contest lays
+    them out: `size` px center crops in `gt/`, masked gray inputs in `test_input/` and `test.csv`. Masks alternate
+    seeded between the two contest styles: a random polygon with one gray fill (test inputs) and a near-black
+    circle or square (train inputs). Scored like a submission: the lost region is derived from input vs ground
+    truth."""
     from restoration.data.shard_sources import list_photos, plan_shards
 
     contest = out / f"contest-{size}"
     if (contest / "test.csv").is_file():
         return contest
     sources, _ = list_photos(photos)
-    val = [src for plan in plan_shards(sources, val_fraction=val_fraction, samples_per_shard=64)
-           if plan.split == "val" for src in plan.sources]  # fmt: skip
+    plans = plan_shards(sources, val_fraction=val_fraction, samples_per_shard=64, val_groups=val_groups)
+    val = [src for plan in plans if plan.split == "val" for src in plan.sources]
     rows = ["input_image_path"]
     styles = {0: MaskConfig(test_style=1.0, train_style=0.0, free_form=0.0),
               1: MaskConfig(test_style=0.0, train_style=1.0, free_form=0.0)}  # fmt: skip

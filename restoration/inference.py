@@ -25,7 +25,12 @@ ColorMode = Literal["full", "resize"]
 Precision = Literal["fp32", "bf16"]
 INPAINT_MODES: tuple[InpaintMode, ...] = ("tile", "resize", "fill")
 COLOR_MODES: tuple[ColorMode, ...] = ("full", "resize")
-RECORDED = ("inpaint_mode", "color_mode", "chroma_scale")  # what a model's pipeline.json keeps as its defaults
+RECORDED = (
+    "inpaint_mode",
+    "color_mode",
+    "chroma_scale",
+    "chroma_flip",
+)  # what a model's pipeline.json keeps as its defaults
 INPAINT_CANDIDATES: tuple[InpaintMode, ...] = ("tile", "fill")  # `tile` first: it is kept on a tie
 CHROMA_SCALES = (1.0, 0.75, 0.5, 0.25)  # 1 first: full color is kept on a tie
 
@@ -40,6 +45,8 @@ class InferenceSettings:
     - `color_mode`: `full` (colorizer on the whole canvas) or `resize` (chroma at the colorizer's training size,
       upsampled under the full-resolution luma);
     - `chroma_scale` in [0, 1]: the colorizer's chroma times this (less saturated, same hue);
+    - `chroma_flip`: the chroma averaged with that of the mirrored image (test-time augmentation: twice the
+      colorizer's work; colors a mirror-symmetric guess where the two views disagree);
     - `truncation_psi`: MAT's style, 0 = the mean style (best contest score), 1 = sampled;
     - `precision`: `bf16` runs the networks under bf16 autocast (weights stay fp32).
     """
@@ -47,6 +54,7 @@ class InferenceSettings:
     inpaint_mode: InpaintMode = "tile"
     color_mode: ColorMode = "resize"
     chroma_scale: float = 1.0
+    chroma_flip: bool = False
     truncation_psi: float = INFERENCE_TRUNCATION
     precision: Precision = "fp32"
 
@@ -76,6 +84,8 @@ class InferenceSettings:
             parts.append(f"color {self.color_mode}")
         if self.chroma_scale != 1:
             parts.append(f"chroma x{self.chroma_scale:g}")
+        if self.chroma_flip:
+            parts.append("flip")
         return ", ".join(parts)
 
     def recorded(self) -> dict[str, Any]:
@@ -89,7 +99,7 @@ class InferenceSettings:
         for key in RECORDED:
             found = next((r[key] for r in recorded if r and key in r), None)
             if found is not None:
-                values[key] = float(found) if key == "chroma_scale" else found
+                values[key] = float(found) if key == "chroma_scale" else bool(found) if key == "chroma_flip" else found
         return cls(**values)
 
 
@@ -100,20 +110,24 @@ def choose_settings(
     colorizes: bool,
     inpaint_modes: tuple[InpaintMode, ...] = INPAINT_CANDIDATES,
     color_modes: tuple[ColorMode, ...] = (),
+    flips: tuple[bool, ...] = (),
 ) -> tuple[InferenceSettings, dict[str, dict[str, float]]]:
     """The settings that score best (contest score, the first candidate on a tie), one field at a time: the inpaint
     mode (MAT, or the hole as the input has it when there is no inpainter, against the classical fill), then the
     color modes when given (the quality study, whose photos are larger than the training crops), then, with a
-    colorizer, the chroma strength. `score` restores the val split with a setting; returns (chosen, scores per
-    label). Training, the quality study and so the demo all choose with this.
+    colorizer, the chroma strength and, when given, the mirrored-chroma average (`flips`). `score` restores the val
+    split with a setting; returns (chosen, scores per label). Training and the quality study choose with this.
 
     Why chroma is chosen: S and M compare RGB channels with the truth, so an uncertain colorizer's wrong saturation
     costs SSIM, while C compares hue histograms, which a smaller chroma keeps."""
     results: dict[str, dict[str, float]] = {}
     chosen = base.but(chroma_scale=1.0)
-    rounds = (("inpaint_mode", inpaint_modes), ("color_mode", color_modes), ("chroma_scale", CHROMA_SCALES))
+    rounds = (
+        ("inpaint_mode", inpaint_modes), ("color_mode", color_modes), ("chroma_scale", CHROMA_SCALES),
+        ("chroma_flip", flips),
+    )  # fmt: skip
     for field, values in rounds:
-        if field == "chroma_scale" and not colorizes:
+        if field in ("chroma_scale", "chroma_flip") and not colorizes:
             continue
         candidates = [chosen.but(**{field: value}) for value in values]
         for candidate in candidates:

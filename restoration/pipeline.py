@@ -121,7 +121,9 @@ class Pipeline:
                 inpainter = f"MAT ({s.inpaint_mode})"
             else:
                 inpainter = "no inpainter (lost region kept as filled)"
-            scale = f", chroma x{s.chroma_scale:g}" if s.chroma_scale != 1 else ""
+            scale = (f", chroma x{s.chroma_scale:g}" if s.chroma_scale != 1 else "") + (
+                ", flip" if s.chroma_flip else ""
+            )
             colorizer = f"colorizer ({s.color_mode}{scale})" if "colorizer" in nets else "no colorizer (gray output)"
             steps = [inpainter, colorizer]
         detect = "exact rule + learned detector" if "mask_detector" in nets else "exact rule"
@@ -257,12 +259,15 @@ class Pipeline:
         G = self.networks["colorizer"]
         H, W = gray.shape[2:]
         size = self.color_size
+        predict = G.chroma  # what G(gray) combines with the gray
+        if s.chroma_flip:
+            predict = lambda g: (G.chroma(g).float() + G.chroma(g.flip(-1)).float().flip(-1)) / 2  # noqa: E731
         if s.color_mode == "full" or size is None or min(H, W) <= size:
-            chroma = G.chroma(gray).float()  # what G(gray) combines with the gray
+            chroma = predict(gray).float()
         else:
             scale = size / min(H, W)
             h, w = _round_up(round(H * scale), UNET_MULTIPLE), _round_up(round(W * scale), UNET_MULTIPLE)
-            chroma = G.chroma(F.interpolate(gray, size=(h, w), mode="area")).float()  # (b, 2, h, w)
+            chroma = predict(F.interpolate(gray, size=(h, w), mode="area")).float()  # (b, 2, h, w)
             chroma = F.interpolate(chroma, size=(H, W), mode="bilinear", align_corners=False)
         if s.chroma_scale != 1:
             chroma = chroma * s.chroma_scale

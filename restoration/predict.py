@@ -62,7 +62,7 @@ def chosen_settings(pipeline: Pipeline, ns: argparse.Namespace) -> InferenceSett
     """The model's recorded defaults, with the flags the user gave on top."""
     return pipeline.defaults.but(
         inpaint_mode=ns.inpaint_mode, color_mode=ns.color_mode, chroma_scale=ns.chroma_scale,
-        truncation_psi=ns.truncation, precision=ns.precision,
+        chroma_flip=ns.chroma_flip, truncation_psi=ns.truncation, precision=ns.precision,
     )  # fmt: skip
 
 
@@ -181,6 +181,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--chroma-scale", type=float, default=None, metavar="X",
         help="the colorizer's chroma times X in [0, 1]: below 1 less saturated, the hue kept (default: the model's "
         "pipeline.json, measured when its training ended, else 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chroma-flip", action=argparse.BooleanOptionalAction, default=None,
+        help="average the chroma with that of the mirrored image (test-time augmentation; default: the model's "
+        "pipeline.json, else off)",
     )  # fmt: skip
     parser.add_argument("--skip-existing", action="store_true", help="keep outputs already in --out (resume a run)")
     parser.add_argument("--strict", action="store_true", help="exit with 1 when any input had to be skipped")

@@ -45,7 +45,21 @@ def test_settings_are_validated_and_recorded_round_trip():
         InferenceSettings(precision="fp16")
     s = InferenceSettings(inpaint_mode="fill", chroma_scale=0.75, precision="bf16")
     assert s.label() == "fill, chroma x0.75"
-    assert s.recorded() == {"inpaint_mode": "fill", "color_mode": "resize", "chroma_scale": 0.75}
+    assert s.recorded() == {"inpaint_mode": "fill", "color_mode": "resize", "chroma_scale": 0.75, "chroma_flip": False}
     # recorded settings come back per key from the first source that has them; precision is never recorded
     back = InferenceSettings.from_recorded([{"chroma_scale": 0.75}, {"inpaint_mode": "fill", "chroma_scale": 0.25}])
     assert (back.inpaint_mode, back.chroma_scale, back.precision) == ("fill", 0.75, "fp32")
+
+
+def test_the_flip_round_is_tried_last_and_only_when_asked():
+    seen = []
+
+    def score(s: InferenceSettings) -> dict:
+        seen.append(s.label())
+        return {"score": 0.5 + 0.1 * s.chroma_flip}
+
+    got, _ = choose_settings(score, InferenceSettings(), colorizes=True, flips=(False, True))
+    assert got.chroma_flip
+    assert seen[-1] == "tile, flip"
+    got, _ = choose_settings(score, InferenceSettings(), colorizes=True)
+    assert not got.chroma_flip

@@ -247,3 +247,15 @@ def test_a_shared_pipeline_is_never_changed_by_a_call(tiny_export, tmp_path):
     before = pipeline.defaults
     pipeline.restore(contest_inputs(tmp_path)[:1], settings=InferenceSettings(inpaint_mode="fill", truncation_psi=1.0))
     assert pipeline.defaults == before
+
+
+def test_chroma_flip_makes_the_colors_mirror_equivariant(tiny_export, tmp_path):
+    pipeline = load_pipeline([tiny_export])
+    gray = contest_inputs(tmp_path)[0]
+    known = [np.ones_like(gray)]  # nothing to inpaint: the colorizer alone
+    flip = InferenceSettings(chroma_flip=True)
+    a = pipeline.restore([gray], known=known, settings=flip)[0].rgb
+    b = pipeline.restore([np.ascontiguousarray(gray[:, ::-1])], known=known, settings=flip)[0].rgb
+    assert np.array_equal(a[:, ::-1], b)
+    plain = pipeline.restore([gray], known=known)[0].rgb
+    assert not np.array_equal(a, plain)  # an untrained colorizer is far from mirror-symmetric
