@@ -83,6 +83,10 @@ class TrainConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
+    def __post_init__(self) -> None:
+        if self.loss.chroma_ce > 0 and self.colorizer.head != "bins":
+            raise ValueError("loss.chroma_ce > 0 needs colorizer.head=bins (it is the loss of the chroma bins)")
+
 
 def pipeline_meta(cfg: TrainConfig) -> dict[str, Any]:
     """What a later stage or the predictor needs to rebuild the exported networks (`pipeline.json`)."""

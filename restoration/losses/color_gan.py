@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from restoration.losses.adversarial import d_hinge_loss, d_logistic_loss, g_hinge_loss, g_nonsaturating_loss
@@ -25,6 +26,16 @@ def color_d_loss(
     logits = D(torch.cat([real_rgb, fake_rgb.detach()]), torch.cat([gray_real, gray_fake.detach()]))
     loss_fn = d_hinge_loss if kind == "hinge" else d_logistic_loss
     return {"cd_loss": loss_fn(logits[:B], logits[B:]), "cd_real": logits[:B].mean().detach()}
+
+
+def rebalanced_ce(logits: Tensor, target: Tensor, prior: Tensor, mix: float = 0.5) -> Tensor:
+    """Cross-entropy of the chroma bins' logits (B, Q, H, W) against the true bins (B, H, W), each pixel weighted by
+    the inverse of its bin's frequency in the training photos (`prior`, mixed `mix` with the uniform and normalised
+    so that the average weight over the prior is 1): Zhang et al.'s class rebalancing, without which the rare,
+    saturated colours lose to the common greys and browns."""
+    weight = 1.0 / ((1.0 - mix) * prior + mix / prior.numel())
+    weight = weight / (prior * weight).sum()
+    return (F.cross_entropy(widen(logits), target, reduction="none") * weight[target]).mean()
 
 
 def color_g_terms(

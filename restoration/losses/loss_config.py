@@ -33,6 +33,7 @@ class LossConfig:
     ssim: float = 1.0
     hue_hist: float = 1.0
     color_hole_ssim: float = 0.0  # SSIM of the colorized RGB over the hole (M); in joint it reaches MAT too
+    chroma_ce: float = 0.0  # `colorizer.head: bins`: rebalanced cross-entropy of the chroma bins (Zhang et al.)
     # joint: how strongly the colorizer's losses reach MAT (through the lost pixels only)
     joint_color_to_mat: float = 1.0
     # gan_baseline (the original notebook: BCE + 100 * L1)
@@ -58,6 +59,7 @@ class LossConfig:
             "ssim": self.ssim,
             "hue_hist": self.hue_hist,
             "color_hole_ssim": self.color_hole_ssim,
+            "chroma_ce": self.chroma_ce,
         }
 
     def __post_init__(self) -> None:

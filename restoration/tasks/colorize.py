@@ -13,7 +13,7 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 
-from restoration.losses.color_gan import color_d_loss, color_g_terms
+from restoration.losses.color_gan import color_d_loss, color_g_terms, rebalanced_ce
 from restoration.losses.loss_config import LossConfig, active, weigh
 from restoration.precision import widen
 from restoration.recipe import TrainConfig
@@ -56,10 +56,12 @@ class ColorizeStage:
 
         with p.autocast():
             weights = w.color_weights()
+            rgb, logits = G(gray, with_logits=True)
             terms = color_g_terms(
-                p.plain("color_D"), G(gray), gray, gt, terms=active(weights), gan=w.color_gan,
-                known=batch.get("known_mask"),
-            )  # fmt: skip
+                p.plain("color_D"), rgb, gray, gt, terms=active(weights), gan=w.color_gan, known=batch.get("known_mask")
+            )
+            if "chroma_ce" in active(weights):
+                terms["chroma_ce"] = rebalanced_ce(logits, *p.plain("color_G").bins_target(gt))
             g_losses = weigh(terms, weights)
         g_skipped = p.apply(sum(g_losses.values()), "color_G")
         return step_report(d_out, g_losses, d_skipped or g_skipped)

@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from restoration.inference import composite
-from restoration.losses.color_gan import color_d_loss, color_g_terms
+from restoration.losses.color_gan import color_d_loss, color_g_terms, rebalanced_ce
 from restoration.losses.loss_config import LossConfig, active, weigh
 from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_loss, mat_g_terms
 from restoration.models.mat import gray_to_mat_input, mat_inputs, mat_output_to_luma
@@ -99,10 +99,13 @@ class JointStage:
                 perceptual=self.perceptual,
             )  # fmt: skip
             gray_full = composite(known, gray_in, mat_luma(widen(fake), w.joint_color_to_mat))
+            rgb, logits = color_G(gray_full, with_logits=True)
             color_terms = color_g_terms(
-                p.plain("color_D"), color_G(gray_full), gray_full, batch["rgb"], terms=active(color_weights),
-                gan=w.color_gan, known=known,
+                p.plain("color_D"), rgb, gray_full, batch["rgb"], terms=active(color_weights), gan=w.color_gan,
+                known=known,
             )  # fmt: skip
+            if "chroma_ce" in active(color_weights):
+                color_terms["chroma_ce"] = rebalanced_ce(logits, *p.plain("color_G").bins_target(batch["rgb"]))
             losses = weigh(mat_terms, mat_weights) | weigh(color_terms, color_weights)
         skipped = p.apply(sum(losses.values()), "mat_G", "color_G") or skipped
         return step_report(d_losses, losses, skipped)
