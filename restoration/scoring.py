@@ -9,8 +9,9 @@ by name without extension, so a submission zip, a prediction folder and the cont
 
 Every image is decoded by the rule that prediction and shard building use (`restoration.image_decoding`). A file
 that cannot be used (damaged, a zip member with a bad CRC, over the pixel limit) is reported by its path in
-`errors` and not scored. A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused
-(`InputError`): scoring one of them would be a guess.
+`errors` and not scored, and so is an image whose score is not defined (`metrics`: smaller than the 7x7 SSIM
+window); the mean is over the scored images only. A folder or zip holding one name twice (`img2.png` and
+`c/img2.png`) is refused (`InputError`): scoring one of them would be a guess.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def evaluate_files(
     mask_white: str = "lost",
     device: str = "cpu",
 ) -> dict:
-    """Per-image scores and their mean; images without a prediction are reported as `missing`."""
+    """Per-image scores and their mean; images without a prediction are reported as `missing`, images that cannot
+    be read or scored (a score that is not a finite number, an image smaller than the SSIM window) in `errors`.
+    Only scored images are averaged: the mean is never NaN, and None when no image was scored."""
     gts = _images_in(gt)
     preds = prediction_readers(pred)
     mask_files = _images_in(masks) if masks is not None else {}
@@ -134,12 +137,15 @@ def evaluate_files(
                 known, _ = known_from_pair(_read("input", input_files[name], lambda p: read_gray(p).gray), gray_gt)
             if known.shape != gt_rgb.shape[:2]:
                 raise ValueError("the mask/input size differs from the ground truth's")
+            scores = score_image(pred_rgb, gt_rgb, known, device)
+            undefined = [k for k in KEYS if not np.isfinite(scores[k])]
+            if undefined:
+                raise ValueError(f"score not defined ({', '.join(f'{k} = {scores[k]}' for k in undefined)})")
         except ValueError as err:
             errors.append({"name": name, "error": str(err)})
             continue
-        row = {"name": name, **score_image(pred_rgb, gt_rgb, known, device), "lost_fraction": float(1 - known.mean())}
-        rows.append(row)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in KEYS} if rows else {k: float("nan") for k in KEYS}
+        rows.append({"name": name, **scores, "lost_fraction": float(1 - known.mean())})
+    mean = {k: float(np.mean([r[k] for r in rows])) if rows else None for k in KEYS}
     return {"mean": mean, "count": len(rows), "images": rows, "missing": missing, "errors": errors}
 
 
@@ -149,7 +155,8 @@ def format_table(result: dict, per_image: bool) -> str:
         for r in result["images"]:
             lines.append(f"{r['name'][:28]:<28} " + " ".join(f"{r[k]:8.4f}" for k in KEYS))
     mean = result["mean"]
-    lines.append(f"{'mean of ' + str(result['count']):<28} " + " ".join(f"{mean[k]:8.4f}" for k in KEYS))
+    cells = (f"{mean[k]:8.4f}" if mean[k] is not None else f"{'-':>8}" for k in KEYS)
+    lines.append(f"{'mean of ' + str(result['count']):<28} " + " ".join(cells))
     return "\n".join(lines)
 
 
