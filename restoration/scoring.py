@@ -8,10 +8,11 @@ from the masked inputs: lost = input != L(gt), as the contest data was made (`kn
 by name without extension, so a submission zip, a prediction folder and the contest folders line up.
 
 Every image is decoded by the rule that prediction and shard building use (`restoration.image_decoding`). A file
-that cannot be used (damaged, a zip member with a bad CRC, over the pixel limit) is reported by its path in
-`errors` and not scored, and so is an image whose score is not defined (`metrics`: smaller than the 7x7 SSIM
-window); the mean is over the scored images only. A folder or zip holding one name twice (`img2.png` and
-`c/img2.png`) is refused (`InputError`): scoring one of them would be a guess.
+that cannot be used (damaged, over the pixel limit, a zip member with a bad CRC or unpacking to more bytes than
+`zip_member_limit()`, checked before it is read) is reported by its path in `errors` and not scored, and so is an
+image whose score is not defined (`metrics`: smaller than the 7x7 SSIM window); the mean is over the scored images
+only. A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused (`InputError`): scoring one
+of them would be a guess.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from tqdm.auto import tqdm
 
 from restoration.anchors import ANCHORS, anchor_rgb
 from restoration.data.exact_mask import known_from_pair
+from restoration.image_decoding import MAX_PIXELS_ENV, max_pixels
 from restoration.image_io import IMAGE_SUFFIXES, InputError, list_inputs, read_gray, read_rgb, write_png_atomic
 from restoration.metrics import score_image
 
 KEYS = ("S", "M", "C", "score", "psnr")
+MEMBER_HEADROOM = 1 << 20  # headers and metadata of an image file beyond its pixels
 T = TypeVar("T")
 
 
@@ -55,6 +58,28 @@ def _images_in(folder: Path) -> dict[str, Path]:
     return found
 
 
+def zip_member_limit() -> int:
+    """The most bytes one zip member may unpack to: an uncompressed 8-bit RGBA image at the pixel limit (4 bytes a
+    pixel, `RESTORATION_MAX_PIXELS`) plus 1 MiB of headers; 257 MiB by default. A submission's PNGs are far smaller;
+    a member beyond it cannot be an image we would decode, and reading it whole would only fill the memory (a 1 MB
+    zip can hold a 1 GiB member)."""
+    return max_pixels() * 4 + MEMBER_HEADROOM
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, limit: int) -> bytes:
+    """The member's bytes, refused (ValueError) when it declares or unpacks to more than `limit` bytes: its
+    declared size is checked before anything is read, and at most `limit` + 1 bytes are read in case it lies."""
+    info = zf.getinfo(member)
+    over = f"over the {limit:,}-byte limit for one image (4 bytes a pixel at {MAX_PIXELS_ENV} plus 1 MiB)"
+    if info.file_size > limit:
+        raise ValueError(f"unpacks to {info.file_size:,} bytes, {over}")
+    with zf.open(info) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"unpacks to more than it declares ({info.file_size:,} bytes), {over}")
+    return data
+
+
 def _zip_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
     try:
         zf = zipfile.ZipFile(pred)
@@ -72,9 +97,11 @@ def _zip_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
     def reader(member: str) -> Callable[[], np.ndarray]:
         def read() -> np.ndarray:
             try:
-                data = zf.read(member)
+                data = _read_member(zf, member, zip_member_limit())
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as err:
                 raise ValueError(f"zip member {member!r} of {pred}: damaged ({err})") from None
+            except ValueError as err:
+                raise ValueError(f"zip member {member!r} of {pred}: {err}") from None
             try:
                 return read_rgb(data)
             except ValueError as err:

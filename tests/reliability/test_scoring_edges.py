@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+import struct
+import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import make_contest_folder
 from PIL import Image
 
 from restoration import evaluate
 from restoration.metrics import contest_score, score_image
+from restoration.scoring import evaluate_files
 
 
 def write_pair(root: Path, name: str, gt: np.ndarray, hole: tuple[slice, slice], fill: int) -> None:
@@ -100,3 +105,88 @@ def test_an_image_that_cannot_be_scored_is_listed_not_averaged(tmp_path, capsys)
     assert report["count"] == 1
     assert report["mean"]["score"] == 1.0
     assert "nan" not in out.lower()
+
+
+# -- a zip member that unpacks to far more than any image: refused before it is read ------------------------------
+
+ZEROS = 256 << 20  # bytes of the bomb member: 256 MiB of zeros deflate to ~1 MB
+
+
+def write_submission(sub: Path, pred: Path, bomb: str) -> None:
+    """A submission zip of the PNGs in `pred`, with member `bomb` replaced by ZEROS zero bytes (deflated)."""
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(sub, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for path in sorted(pred.glob("*.png")):
+            if path.name != bomb:
+                zf.write(path, arcname=path.name)
+        with zf.open(bomb, "w") as fh:
+            for _ in range(ZEROS // len(chunk)):
+                fh.write(chunk)
+
+
+def lie_about_size(sub: Path, member: str, declared: int) -> None:
+    """Rewrite `member`'s uncompressed size in its local header and the central directory to `declared`."""
+    with zipfile.ZipFile(sub) as zf:
+        info = zf.getinfo(member)
+    data = bytearray(sub.read_bytes())
+    local = info.header_offset
+    assert data[local : local + 4] == b"PK\x03\x04"
+    struct.pack_into("<I", data, local + 22, declared)
+    central = data.find(b"PK\x01\x02")
+    while data[central + 46 : central + 46 + len(member)] != member.encode():
+        central = data.find(b"PK\x01\x02", central + 4)
+        assert central != -1
+    struct.pack_into("<I", data, central + 24, declared)
+    sub.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def small_limit(monkeypatch) -> int:
+    """A pixel limit of 10,000 pixels: zip members are capped at 4 bytes a pixel + 1 MiB."""
+    monkeypatch.setenv("RESTORATION_MAX_PIXELS", "10000")
+    return 40_000 + (1 << 20)
+
+
+def evaluate_with_peak(sub: Path, root: Path) -> tuple[dict, int]:
+    tracemalloc.start()
+    try:
+        result = evaluate_files(sub, root / "gt", inputs=[str(root / "test_input")])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def test_a_zip_member_bigger_than_any_image_is_refused_before_reading(tmp_path, small_limit, capsys):
+    root = make_contest_folder(tmp_path / "c", count=3, size=16)
+    pred = perfect_predictions(root)
+    sub = tmp_path / "sub.zip"
+    write_submission(sub, pred, "TEST_001.png")
+    assert sub.stat().st_size < 2 << 20
+    result, peak = evaluate_with_peak(sub, root)
+    assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB"
+    assert result["count"] == 2
+    (error,) = result["errors"]
+    assert error["name"] == "TEST_001"
+    assert error["error"] == (
+        f"zip member 'TEST_001.png' of {sub}: unpacks to {ZEROS:,} bytes, over the {small_limit:,}-byte limit for one "
+        "image (4 bytes a pixel at RESTORATION_MAX_PIXELS plus 1 MiB)"
+    )
+    rc, out, err, _ = run_evaluate(sub, root, capsys)
+    assert rc == 1
+    assert f"not scored: TEST_001: zip member 'TEST_001.png' of {sub}: unpacks to {ZEROS:,} bytes, over" in out
+    assert "mean of 2" in out
+
+
+def test_a_zip_member_lying_about_its_size_is_read_no_further_than_the_limit(tmp_path, small_limit):
+    root = make_contest_folder(tmp_path / "c", count=3, size=16)
+    pred = perfect_predictions(root)
+    sub = tmp_path / "sub.zip"
+    write_submission(sub, pred, "TEST_002.png")
+    lie_about_size(sub, "TEST_002.png", 1000)
+    result, peak = evaluate_with_peak(sub, root)
+    assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB"
+    assert result["count"] == 2
+    (error,) = result["errors"]
+    assert error["name"] == "TEST_002"
+    assert error["error"].startswith(f"zip member 'TEST_002.png' of {sub}: damaged")
