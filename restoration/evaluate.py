@@ -7,9 +7,11 @@ table (per image for small sets, always the mean), writes the per-image scores a
 means into an MLflow run, so a prediction run sits next to the training run that produced its model.
 
 Every image is decoded by the rule that prediction and shard building use (`restoration.image_decoding`). A file
-that cannot be used (damaged, a zip member with a bad CRC, over the pixel limit) is reported by its path and not
-scored (exit 1). A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused (exit 2): scoring
-one of them would be a guess.
+that cannot be used (damaged, over the pixel limit, a zip member with a bad CRC or unpacking to more bytes than an
+image at the pixel limit could: `scoring.zip_member_limit`) is reported by its path and not scored (exit 1), and so
+is an image whose score is not defined (smaller than the 7x7 SSIM window): the mean is over the scored images only,
+never NaN. A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused (exit 2): scoring one of
+them would be a guess.
 
 The scoring itself (reading predictions from folders and zips, `evaluate_files`) is `restoration.scoring`.
 """

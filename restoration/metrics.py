@@ -13,8 +13,19 @@ The organisers' scorer is the community baseline (see the project's design notes
 - score = 0.2 S + 0.4 M + 0.4 C per image.
 
 Everything is computed in float64 so the oracles (scikit-image, OpenCV; dev-only) agree to ~1e-12.
-Behaviour where scikit-image would raise (fewer than 7 lost pixels): M uses one window over all lost samples
-(no crop); with no lost pixel at all M is 1 (nothing was lost, nothing can be wrong).
+Where scikit-image raises or returns NaN, the score is defined as follows (METRIC.md leaves these cases open):
+- Fewer than 7 lost pixels: M uses one window over all lost samples (no crop); with no lost pixel at all M is 1
+  (nothing was lost, nothing can be wrong).
+- A constant prediction (data_range 0, so C1 = C2 = 0): SSIM is a product of a luminance factor
+  (2 ux uy + C1) / (ux^2 + uy^2 + C1) and a contrast-structure factor (2 vxy + C2) / (vx + vy + C2). scikit-image
+  divides 0 by 0 (NaN) where both windows are flat; here a factor whose numerator and denominator are both 0 is 1,
+  its value for any positive C1/C2. So two identical constant images (all black, all white) have S = M = 1; a
+  constant prediction of a window that is not flat scores 0 there, as in scikit-image (METRIC.md); two flat windows
+  of different values score 2 ux uy / (ux^2 + uy^2) (0 for black against any other value).
+- C is always defined: images without chroma (gray, black, white) put every pixel in hue bin 0, so two of them
+  correlate to 1 and a gray answer to a colored photo to about 0 (METRIC.md); a histogram of zero variance
+  correlates to 1, as OpenCV does.
+- S of an image smaller than the 7x7 window is undefined (scikit-image raises): `ValueError`.
 """
 
 from __future__ import annotations
@@ -56,14 +67,23 @@ def _ssim_terms(ux, uy, uxx, uyy, uxy, n: int, data_range: Tensor) -> Tensor:
     vxy = cov_norm * (uxy - ux * uy)
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
-    num = (2 * ux * uy + c1) * (2 * vxy + c2)
-    den = (ux * ux + uy * uy + c1) * (vx + vy + c2)
-    return num / den
+    luminance = _ratio(2 * ux * uy + c1, ux * ux + uy * uy + c1)
+    return luminance * _ratio(2 * vxy + c2, vx + vy + c2)
+
+
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    """num / den, and 1 where den is 0: with data_range 0 (C1 = C2 = 0) a factor of two flat windows is 0 / 0, and
+    1 is its value for any positive constant (see the module docstring). den > 0 everywhere else."""
+    flat = den == 0
+    return torch.where(flat, torch.ones_like(num), num / torch.where(flat, torch.ones_like(den), den))
 
 
 def ssim_full(pred: Tensor, gt: Tensor) -> Tensor:
     """S per image: (B,) float64."""
     _check(pred, gt)
+    if min(pred.shape[2:]) < WIN:
+        raise ValueError(f"S is not defined for an image smaller than the {WIN}x{WIN} SSIM window (scikit-image "
+                         f"raises): got {pred.shape[3]}x{pred.shape[2]}")  # fmt: skip
     x, y = gt.double(), pred.double()  # (B, 3, H, W)
     dr = _data_range(pred).view(-1, 1, 1, 1)
 
@@ -86,10 +106,9 @@ def _ssim_1d(x: Tensor, y: Tensor, data_range: Tensor) -> Tensor:
         return F.avg_pool1d(t, win, stride=1)
 
     if win == 1:
-        # a single sample has no variance: the sample-covariance terms vanish
-        ux, uy = xs, ys
-        c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-        smap = (2 * ux * uy + c1) * c2 / ((ux * ux + uy * uy + c1) * c2)
+        # a single sample has no variance: the contrast-structure factor is C2 / C2 = 1, the luminance one is left
+        c1 = (K1 * data_range) ** 2
+        smap = _ratio(2 * xs * ys + c1, xs * xs + ys * ys + c1)
     else:
         smap = _ssim_terms(box(xs), box(ys), box(xs * xs), box(ys * ys), box(xs * ys), win, data_range)
     return smap.mean(dim=(1, 2)).mean()

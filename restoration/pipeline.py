@@ -25,7 +25,7 @@ import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from restoration.anchors import PIPELINE_FILL, classical_fill
 from restoration.data.color import gray_chroma_to_rgb, signed_to_u8, signed_to_unit, u8_to_signed, unit_to_signed
-from restoration.data.exact_mask import exact_hole
+from restoration.data.exact_mask import find_exact_hole
 from restoration.inference import InferenceSettings, composite, inpaint_gray
 from restoration.weights import (
     INFERENCE_NETWORKS,
@@ -54,15 +54,25 @@ UNET_MULTIPLE = 32  # the timm U-Nets (colorizer, detector, baseline) need sides
 MaskSource = Literal["given", "exact", "learned", "none"]
 
 
+class KnownMask(NamedTuple):
+    """A known mask (H, W) uint8 {0, 1}, where it came from, and why the exact contest rule was refused when it was
+    (`exact_mask.find_exact_hole`: the input's largest flat region is a background, not a hole), else ''."""
+
+    known: np.ndarray
+    source: MaskSource
+    exact_refused: str = ""
+
+
 @dataclass
 class Restored:
     """One restored image: RGB (H, W, 3) uint8, the inpainted gray (H, W) uint8 it was colored from, the known mask
-    used (H, W) uint8 {0, 1}, and where that mask came from."""
+    used (H, W) uint8 {0, 1}, where that mask came from, and why the exact rule was refused ('' when it was not)."""
 
     rgb: np.ndarray
     gray: np.ndarray
     known: np.ndarray
     mask_source: MaskSource
+    exact_refused: str = ""
 
 
 def image_generator(seed: int, key: str, part: int, device: torch.device) -> torch.Generator:
@@ -130,15 +140,18 @@ class Pipeline:
         return f"{detect} -> " + " -> ".join(steps) + f" (window {self.window}px, {self.device}, {s.precision})"
 
     # -- the lost region -------------------------------------------------------------------------------------
-    def known_mask(self, gray: np.ndarray, settings: InferenceSettings | None = None) -> tuple[np.ndarray, MaskSource]:
-        """(H, W) uint8 -> (known (H, W) uint8 {0, 1}, source): the exact contest rule, else the learned detector,
-        else everything known (nothing is inpainted)."""
-        hole = exact_hole(gray)
+    def known_mask(self, gray: np.ndarray, settings: InferenceSettings | None = None) -> KnownMask:
+        """(H, W) uint8 -> the exact contest rule's mask (source `exact`), else the learned detector's (`learned`),
+        else everything known (`none`: nothing is inpainted). When the exact rule was refused because the input's
+        largest flat region cannot be a contest hole (a background spanning the image), the fallback is the same
+        and `exact_refused` says why, so that callers can warn: repainting a background would change known pixels.
+        """
+        hole, refused = find_exact_hole(gray)
         if hole is not None:
-            return (~hole).astype(np.uint8), "exact"
+            return KnownMask((~hole).astype(np.uint8), "exact")
         if "mask_detector" not in self.networks:
-            return np.ones(gray.shape, np.uint8), "none"
-        return self.detect(gray, settings), "learned"
+            return KnownMask(np.ones(gray.shape, np.uint8), "none", refused or "")
+        return KnownMask(self.detect(gray, settings), "learned", refused or "")
 
     @torch.no_grad()
     def detect(self, gray: np.ndarray, settings: InferenceSettings | None = None) -> np.ndarray:
@@ -167,8 +180,9 @@ class Pipeline:
         s = settings or self.defaults
         known = known if known is not None else [None] * len(grays)
         keys = keys if keys is not None else [str(i) for i in range(len(grays))]
-        masks: list[tuple[np.ndarray, MaskSource]] = [
-            (k.astype(np.uint8), "given") if k is not None else self.known_mask(g, s) for g, k in zip(grays, known)
+        masks: list[KnownMask] = [
+            KnownMask(k.astype(np.uint8), "given") if k is not None else self.known_mask(g, s)
+            for g, k in zip(grays, known)
         ]
         window = self.window
         results: list[Restored | None] = [None] * len(grays)
@@ -177,7 +191,7 @@ class Pipeline:
             by_canvas.setdefault((_round_up(g.shape[0], window), _round_up(g.shape[1], window)), []).append(i)
         for (H, W), idx in by_canvas.items():
             gray_b = np.stack([_pad(grays[i], H, W, mode="edge") for i in idx])  # (b, H, W)
-            known_b = np.stack([_pad(masks[i][0], H, W, mode="zero") for i in idx])  # pad = lost
+            known_b = np.stack([_pad(masks[i].known, H, W, mode="zero") for i in idx])  # pad = lost
             gray_t = u8_to_signed(torch.from_numpy(gray_b).to(self.device)[:, None])  # (b, 1, H, W)
             known_t = torch.from_numpy(known_b).to(self.device)[:, None].float()
             filled, rgb = self.restore_canvas(gray_t, known_t, s, seed=seed, keys=[keys[i] for i in idx])
@@ -186,8 +200,8 @@ class Pipeline:
                 h, w = grays[i].shape
                 out = rearrange(rgb_u8[j, :, :h, :w], "c h w -> h w c").numpy()
                 results[i] = Restored(
-                    rgb=np.ascontiguousarray(out), gray=gray_u8[j, 0, :h, :w].numpy(), known=masks[i][0],
-                    mask_source=masks[i][1],
+                    rgb=np.ascontiguousarray(out), gray=gray_u8[j, 0, :h, :w].numpy(), known=masks[i].known,
+                    mask_source=masks[i].source, exact_refused=masks[i].exact_refused,
                 )  # fmt: skip
         return results  # type: ignore[return-value]
 

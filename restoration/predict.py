@@ -95,9 +95,12 @@ def predict(
     skip_existing: bool = False,
 ) -> dict[str, list]:
     """Restore every item into `out_dir`; returns the names restored now (`written`), the names kept from an
-    earlier run (`existing`, with `skip_existing`), the skipped (path, reason) pairs, and the inputs converted from
-    color or without a detected lost region."""
-    report: dict[str, list] = {"written": [], "existing": [], "skipped": [], "converted": [], "no_hole": []}
+    earlier run (`existing`, with `skip_existing`), the skipped (path, reason) pairs, the inputs converted from
+    color or without a detected lost region, and the (path, reason, fallback) of the inputs where the exact contest
+    rule was refused (`exact_refused`: their largest flat region is a background, not a hole)."""
+    report: dict[str, list] = {
+        "written": [], "existing": [], "skipped": [], "converted": [], "no_hole": [], "exact_refused": [],
+    }  # fmt: skip
     todo = []
     for item in items:
         if skip_existing and (out_dir / item.name).is_file():
@@ -125,7 +128,10 @@ def predict(
         for item, result in zip(batch, restored):
             write_png_atomic(result.rgb, out_dir / item.name)
             report["written"].append(item.name)
-            if result.mask_source == "none":
+            if result.exact_refused:
+                fallback = "learned detector used" if result.mask_source == "learned" else "nothing inpainted"
+                report["exact_refused"].append((str(item.path), result.exact_refused, fallback))
+            elif result.mask_source == "none":
                 report["no_hole"].append(str(item.path))
         progress.update(len(batch))
     progress.close()
@@ -230,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"warning: no lost region found in {len(report['no_hole'])} input(s) (the contest fill rule does not apply"
             f" and the model has no learned detector): colorized as they are, e.g. {', '.join(report['no_hole'][:3])}"
+        )
+    if report["exact_refused"]:
+        listing = "; ".join(f"{path}: {reason} ({fallback})" for path, reason, fallback in report["exact_refused"][:3])
+        print(
+            f"warning: the contest fill rule was refused for {len(report['exact_refused'])} input(s), their known "
+            f"pixels kept: {listing}"
         )
     print(f"restored {len(report['written'])} image(s) into {ns.out}")
     if report["existing"]:

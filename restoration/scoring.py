@@ -8,9 +8,11 @@ from the masked inputs: lost = input != L(gt), as the contest data was made (`kn
 by name without extension, so a submission zip, a prediction folder and the contest folders line up.
 
 Every image is decoded by the rule that prediction and shard building use (`restoration.image_decoding`). A file
-that cannot be used (damaged, a zip member with a bad CRC, over the pixel limit) is reported by its path in
-`errors` and not scored. A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused
-(`InputError`): scoring one of them would be a guess.
+that cannot be used (damaged, over the pixel limit, a zip member with a bad CRC or unpacking to more bytes than
+`zip_member_limit()`, checked before it is read) is reported by its path in `errors` and not scored, and so is an
+image whose score is not defined (`metrics`: smaller than the 7x7 SSIM window); the mean is over the scored images
+only. A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused (`InputError`): scoring one
+of them would be a guess.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from tqdm.auto import tqdm
 
 from restoration.anchors import ANCHORS, anchor_rgb
 from restoration.data.exact_mask import known_from_pair
+from restoration.image_decoding import MAX_PIXELS_ENV, max_pixels
 from restoration.image_io import IMAGE_SUFFIXES, InputError, list_inputs, read_gray, read_rgb, write_png_atomic
 from restoration.metrics import score_image
 
 KEYS = ("S", "M", "C", "score", "psnr")
+MEMBER_HEADROOM = 1 << 20  # headers and metadata of an image file beyond its pixels
 T = TypeVar("T")
 
 
@@ -54,6 +58,28 @@ def _images_in(folder: Path) -> dict[str, Path]:
     return found
 
 
+def zip_member_limit() -> int:
+    """The most bytes one zip member may unpack to: an uncompressed 8-bit RGBA image at the pixel limit (4 bytes a
+    pixel, `RESTORATION_MAX_PIXELS`) plus 1 MiB of headers; 257 MiB by default. A submission's PNGs are far smaller;
+    a member beyond it cannot be an image we would decode, and reading it whole would only fill the memory (a 1 MB
+    zip can hold a 1 GiB member)."""
+    return max_pixels() * 4 + MEMBER_HEADROOM
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, limit: int) -> bytes:
+    """The member's bytes, refused (ValueError) when it declares or unpacks to more than `limit` bytes: its
+    declared size is checked before anything is read, and at most `limit` + 1 bytes are read in case it lies."""
+    info = zf.getinfo(member)
+    over = f"over the {limit:,}-byte limit for one image (4 bytes a pixel at {MAX_PIXELS_ENV} plus 1 MiB)"
+    if info.file_size > limit:
+        raise ValueError(f"unpacks to {info.file_size:,} bytes, {over}")
+    with zf.open(info) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"unpacks to more than it declares ({info.file_size:,} bytes), {over}")
+    return data
+
+
 def _zip_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
     try:
         zf = zipfile.ZipFile(pred)
@@ -71,9 +97,11 @@ def _zip_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
     def reader(member: str) -> Callable[[], np.ndarray]:
         def read() -> np.ndarray:
             try:
-                data = zf.read(member)
+                data = _read_member(zf, member, zip_member_limit())
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as err:
                 raise ValueError(f"zip member {member!r} of {pred}: damaged ({err})") from None
+            except ValueError as err:
+                raise ValueError(f"zip member {member!r} of {pred}: {err}") from None
             try:
                 return read_rgb(data)
             except ValueError as err:
@@ -109,7 +137,9 @@ def evaluate_files(
     mask_white: str = "lost",
     device: str = "cpu",
 ) -> dict:
-    """Per-image scores and their mean; images without a prediction are reported as `missing`."""
+    """Per-image scores and their mean; images without a prediction are reported as `missing`, images that cannot
+    be read or scored (a score that is not a finite number, an image smaller than the SSIM window) in `errors`.
+    Only scored images are averaged: the mean is never NaN, and None when no image was scored."""
     gts = _images_in(gt)
     preds = prediction_readers(pred)
     mask_files = _images_in(masks) if masks is not None else {}
@@ -134,12 +164,15 @@ def evaluate_files(
                 known, _ = known_from_pair(_read("input", input_files[name], lambda p: read_gray(p).gray), gray_gt)
             if known.shape != gt_rgb.shape[:2]:
                 raise ValueError("the mask/input size differs from the ground truth's")
+            scores = score_image(pred_rgb, gt_rgb, known, device)
+            undefined = [k for k in KEYS if not np.isfinite(scores[k])]
+            if undefined:
+                raise ValueError(f"score not defined ({', '.join(f'{k} = {scores[k]}' for k in undefined)})")
         except ValueError as err:
             errors.append({"name": name, "error": str(err)})
             continue
-        row = {"name": name, **score_image(pred_rgb, gt_rgb, known, device), "lost_fraction": float(1 - known.mean())}
-        rows.append(row)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in KEYS} if rows else {k: float("nan") for k in KEYS}
+        rows.append({"name": name, **scores, "lost_fraction": float(1 - known.mean())})
+    mean = {k: float(np.mean([r[k] for r in rows])) if rows else None for k in KEYS}
     return {"mean": mean, "count": len(rows), "images": rows, "missing": missing, "errors": errors}
 
 
@@ -149,7 +182,8 @@ def format_table(result: dict, per_image: bool) -> str:
         for r in result["images"]:
             lines.append(f"{r['name'][:28]:<28} " + " ".join(f"{r[k]:8.4f}" for k in KEYS))
     mean = result["mean"]
-    lines.append(f"{'mean of ' + str(result['count']):<28} " + " ".join(f"{mean[k]:8.4f}" for k in KEYS))
+    cells = (f"{mean[k]:8.4f}" if mean[k] is not None else f"{'-':>8}" for k in KEYS)
+    lines.append(f"{'mean of ' + str(result['count']):<28} " + " ".join(cells))
     return "\n".join(lines)
 
 

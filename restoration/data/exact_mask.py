@@ -7,11 +7,19 @@ connected component, take that component of the "equal to the value" map (which 
 pixels), skip candidates whose rim fades smoothly into the photo (clipped skies and shadows), and fill small
 holes. The rule applies when that component is at least `min_area` pixels with a bounding box of at least
 `min_side` on each side (at 512 px: 400 and 16, below the contest masks' > 625 px and >= 50 px a side; both scale
-with the image size).
+with the image size): smaller flat patches occur in photos and are not taken for holes.
+
+Those are lower limits; a contest hole also has an upper one. It is one polygon drawn in a box of at most about 0.6
+of each side of the image (`restoration.data.masks.MaskConfig.max_box_fraction`; the training circles and squares
+are smaller still), so it never spans the image from one edge to the opposite one and never covers half of it. A
+flat region that does is a background (a white studio backdrop, letterbox bars, a scan's margin), whatever its rim
+looks like: it is skipped like a clipped sky, and when no other candidate remains the rule is refused with that
+reason (`find_exact_hole`), so that the caller falls back (`restoration.pipeline.Pipeline.known_mask`: the learned
+detector, else nothing lost) and says so, instead of repainting known pixels.
 
 When it is wrong: inputs whose fill is noisy or blended (not contest-style), several holes (only the largest is
-found), or photos with a clipped flat area (pure black/white sky) larger than the real hole. The learned detector
-(`restoration.models.detector`) is the fallback for those.
+found), or photos with a clipped flat area (pure black/white sky) larger than the real hole and within the upper
+limit. The learned detector (`restoration.models.detector`) is the fallback for those.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from scipy import ndimage
 
 MIN_AREA = 400
 MIN_SIDE = 16
+MAX_AREA_FRACTION = 0.5  # a contest hole covers at most ~0.36 of the image (a polygon in a 0.6 x 0.6 box)
 
 
 def _flat(gray: np.ndarray) -> np.ndarray:
@@ -54,21 +63,45 @@ def size_thresholds(shape: tuple[int, int]) -> tuple[int, int]:
     return max(16, round(MIN_AREA * h * w / 512**2)), max(4, round(MIN_SIDE * scale))
 
 
+def implausible_hole(hole: np.ndarray, value: int) -> str | None:
+    """Why `hole` (a filled candidate region of gray `value`) cannot be a contest hole, or None when it can: it spans
+    the image from edge to edge, or covers more than half of it (see the module docstring)."""
+    h, w = hole.shape
+    size = f"its flat region of gray {value} ({int(hole.sum()):,} of {h * w:,} pixels)"
+    if hole[0].any() and hole[-1].any():
+        return f"{size} spans the image from top to bottom: a background, not a contest hole"
+    if hole[:, 0].any() and hole[:, -1].any():
+        return f"{size} spans the image from left to right: a background, not a contest hole"
+    if hole.mean() > MAX_AREA_FRACTION:
+        return f"{size} covers more than {MAX_AREA_FRACTION:.0%} of the image: a background, not a contest hole"
+    return None
+
+
 def exact_hole(
     gray: np.ndarray, *, min_area: int | None = None, min_side: int | None = None, max_smooth_rim: float = 0.5
 ) -> np.ndarray | None:
-    """(H, W) uint8 -> boolean hole map (True = lost), or None when the contest rule does not apply.
+    """(H, W) uint8 -> boolean hole map (True = lost), or None when the contest rule does not apply (see
+    `find_exact_hole`, which also says why it was refused)."""
+    return find_exact_hole(gray, min_area=min_area, min_side=min_side, max_smooth_rim=max_smooth_rim)[0]
+
+
+def find_exact_hole(
+    gray: np.ndarray, *, min_area: int | None = None, min_side: int | None = None, max_smooth_rim: float = 0.5
+) -> tuple[np.ndarray | None, str | None]:
+    """(H, W) uint8 -> (boolean hole map (True = lost) or None, why the rule was refused or None).
 
     Candidates: for the values with the most flat pixels, the largest flat component grown to its equal-valued
-    rim. A candidate whose rim continues smoothly into the photo (a clipped highlight or shadow) is skipped; the
-    largest remaining candidate wins.
+    rim. A candidate whose rim continues smoothly into the photo (a clipped highlight or shadow) is skipped, and so
+    is one no contest hole could be (`implausible_hole`: a background); the largest remaining candidate wins if it
+    is large enough. The reason is given when the rule found nothing after skipping such a background: the one
+    case where the input has a flat region that it declines to call the hole.
     """
     default_area, default_side = size_thresholds(gray.shape)
     min_area = default_area if min_area is None else min_area
     min_side = default_side if min_side is None else min_side
     flat = _flat(gray)
-    if not flat.any():
-        return None
+    if not flat.any() or min(gray.shape) < min_side:  # no hole of min_side fits: every region would span the image
+        return None, None
     values, counts = np.unique(gray[flat], return_counts=True)
     candidates = []
     for value in values[np.argsort(-counts)][:6]:  # the few values with the most flat pixels
@@ -81,15 +114,20 @@ def exact_hole(
         equal_labels, _ = ndimage.label(gray == value)
         region = equal_labels == equal_labels[core][0]
         candidates.append((int(sizes.max()), int(value), region))
+    refused: str | None = None
     for _, value, region in sorted(candidates, key=lambda c: -c[0]):
         if _smooth_rim(gray, region, value) > max_smooth_rim:
             continue
         hole = ndimage.binary_fill_holes(region)
+        reason = implausible_hole(hole, value)
+        if reason is not None:
+            refused = refused or reason
+            continue
         ys, xs = np.nonzero(hole)
         if hole.sum() < min_area or (ys.max() - ys.min() + 1) < min_side or (xs.max() - xs.min() + 1) < min_side:
-            return None
-        return hole
-    return None
+            return None, refused
+        return hole, None
+    return None, refused
 
 
 def known_from_pair(inp: np.ndarray, gray_gt: np.ndarray) -> tuple[np.ndarray, int]:

@@ -84,6 +84,7 @@ class FakePipeline:
             def __init__(self, gray: np.ndarray) -> None:
                 self.rgb = np.repeat(gray[..., None], 3, axis=-1)
                 self.mask_source = "exact"
+                self.exact_refused = ""
 
         return [Restored(g) for g in grays]
 
