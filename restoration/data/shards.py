@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -186,17 +187,41 @@ def collate(samples: list[dict], corrupt: int, ring: WorkerRing | None = None) -
     return {**batch, **layout(stacked)}
 
 
+class WarningBudget:
+    """Warnings of one kind, without flooding the log: the first `first` one by one, then one line with the running
+    count every `every_s` seconds at most (a garbage shard drawn again and again fails thousands of times a second).
+    Everything is still counted by the caller."""
+
+    def __init__(self, first: int = 10, every_s: float = 10.0) -> None:
+        self.first, self.every_s = first, every_s
+        self.seen = 0
+        self._next_summary = 0.0
+
+    def warn(self, message: str, *args: object) -> None:
+        self.seen += 1
+        if self.seen <= self.first:
+            last = self.seen == self.first
+            log.warning(message + (f" (further ones: a line every {self.every_s:.0f} s)" if last else ""), *args)
+            return
+        now = time.monotonic()
+        if now >= self._next_summary:
+            self._next_summary = now + self.every_s
+            log.warning(message + " (%d such warnings so far in this process)", *args, self.seen)
+
+
 class CorruptLog:
-    """Skipped corrupt samples of one loader: each one is counted and logged; more than `limit` stops the run."""
+    """Skipped corrupt samples of one loader: each one is counted and logged (`WarningBudget`); more than `limit`
+    stops the run."""
 
     def __init__(self, message: str, limit: int | None = None) -> None:
         self.message = message  # a logging format with one %s: the CorruptSample
         self.limit = limit
         self.total = 0
+        self.warnings = WarningBudget()
 
     def record(self, err: CorruptSample) -> None:
         self.total += 1
-        log.warning(self.message, err)
+        self.warnings.warn(self.message, err)
         if self.limit is not None and self.total > self.limit:
             raise RuntimeError(f"more than data.max_corrupt={self.limit} corrupt samples; last: {err}") from err
 
@@ -215,13 +240,14 @@ class ShardErrors:
         self.count = 0
         self.last = ""
         self.stopped = False
+        self.warnings = WarningBudget()
 
     def __call__(self, exn: Exception) -> bool:
         self.count += 1
         self.last = f"{type(exn).__name__}: {exn}"
         if self.stopped:
             raise DataStopped(f"{self.what} stopped; last error: {self.last}") from exn
-        log.warning("skipping unreadable %s data (%s)", self.what, self.last)
+        self.warnings.warn("skipping unreadable %s data (%s)", self.what, self.last)
         return True
 
     def stop(self) -> None:
@@ -234,7 +260,7 @@ class ShardErrors:
         if missing > 0:
             self.count += missing
             self.last = f"{url} ended after {seen} of {expected[url]} samples (truncated?)"
-            log.warning("unreadable %s data: %s", self.what, self.last)
+            self.warnings.warn("unreadable %s data: %s", self.what, self.last)
 
 
 def count_shortfall(expected: dict[str, int], errors: ShardErrors):
@@ -300,7 +326,8 @@ def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: 
         corrupt = CorruptLog("skipping corrupt %s", limit=cfg.max_corrupt)
         in_worker = torch.utils.data.get_worker_info() is not None
         ring = WorkerRing(cfg.shm_slots) if in_worker and cfg.shm_slots > 0 else None
-        reported = 0
+        # what earlier passes reported: without workers, `shard_errors` is the same object in every epoch
+        reported = corrupt.total + shard_errors.count
         for batch in sample_batches(samples, cfg, batch_size, mask_rng=lambda _: rng, corrupt=corrupt, keep_last=False):
             yield collate(batch, corrupt.total + shard_errors.count - reported, ring)
             reported = corrupt.total + shard_errors.count
