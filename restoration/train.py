@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from restoration.checkpoint import (
@@ -36,7 +36,14 @@ from restoration.checkpoint import (
 from restoration.config import ConfigError, dump_yaml, flatten, load_config, read_yaml, save_yaml
 from restoration.data.batch_guard import DataStall, GuardedBatches, StopRequested
 from restoration.data.builtin import prepare_builtin_shards
-from restoration.data.shards import make_train_loader, make_val_loader, prepare_batch
+from restoration.data.shards import (
+    ShardMismatch,
+    make_train_loader,
+    make_val_loader,
+    prepare_batch,
+    read_manifest,
+    verify_shards,
+)
 from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, sync_batchnorm
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
@@ -110,6 +117,42 @@ def with_builtin_data(cfg: TrainConfig, accelerator: Accelerator) -> TrainConfig
     accelerator.wait_for_everyone()
     root = prepare_builtin_shards(cfg.run.output_dir, cfg.data.image_size)
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=root))
+
+
+def verified_shards(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path) -> bool:
+    """Every shard is the file its manifest records (`data.verify_shards`; a collective): the ranks hash their shares
+    of the shards not verified yet in this run (`run_dir/verified_shards.json`); False on every rank when one is
+    missing or differs (the main process says which and what to do)."""
+    if not cfg.data.verify_shards:
+        return True
+    cache = run_dir / "verified_shards.json"
+    try:
+        verified = json.loads(cache.read_text()) if cache.is_file() else {}
+    except (OSError, ValueError):
+        verified = {}  # an unreadable record only costs hashing again
+    error, fresh = "", {}
+    try:
+        fresh = verify_shards(cfg.data.root, verified=verified, rank=accelerator.process_index,
+                              world_size=accelerator.num_processes, progress=accelerator.is_main_process)  # fmt: skip
+    except (ShardMismatch, FileNotFoundError) as err:
+        error = str(err)
+    results = gather_object([(error, fresh)]) if accelerator.num_processes > 1 else [(error, fresh)]
+    errors = [e for e, _ in results if e]
+    if errors:
+        if accelerator.is_main_process:
+            more = f" (and {len(errors) - 1} more shards)" if len(errors) > 1 else ""
+            print(f"error: {errors[0]}{more}", file=sys.stderr)
+        return False
+    hashed = {k: v for _, f in results for k, v in f.items()}
+    if accelerator.is_main_process:
+        tmp = cache.with_name(cache.name + ".tmp")
+        tmp.write_text(json.dumps({**verified, **hashed}, indent=1))
+        tmp.replace(cache)
+        total = len(read_manifest(cfg.data.root)["shards"])
+        earlier = ", the others verified earlier in this run and unchanged" if len(hashed) < total else ""
+        print(f"shards: all {total} match {Path(cfg.data.root) / 'manifest.json'} (hashed {len(hashed)} of {total}"
+              f"{earlier})")  # fmt: skip
+    return True
 
 
 def prepared_task(cfg: TrainConfig, accelerator: Accelerator, bf16: bool) -> Task:
@@ -445,6 +488,8 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
         (run_dir / "REQUEUE").unlink(missing_ok=True)
     as_given = cfg
     cfg = with_builtin_data(cfg, accelerator)
+    if not verified_shards(cfg, accelerator, run_dir):
+        return 2
     bf16 = use_bf16(cfg.run)
     try:
         task = prepared_task(cfg, accelerator, bf16)

@@ -22,13 +22,17 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import logging
 import math
+import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +42,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from torch import Tensor
+from tqdm.auto import tqdm
 
 try:  # libpng straight into a tensor (torchvision 0.29 deprecates its image IO for TorchCodec: PIL is the fallback)
     from torchvision.io import decode_png
@@ -62,6 +67,9 @@ class DataConfig:
     max_corrupt: int = 100
     stall_timeout_s: float = 300.0  # no batch for this long stops the run with a message naming the shards
     shm_slots: int = 6  # reused shared-memory batch buffers per train worker (batch_ring); 0 = a fresh one per batch
+    # check every shard against the size and sha256 its manifest records before training (`verify_shards`; hashed
+    # once per run, the ranks sharing the work; a resume hashes only files that changed since)
+    verify_shards: bool = True
     augment: bool = True
     min_crop_scale: float = 0.6  # resized-crop area range [min_crop_scale, 1]
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -88,6 +96,80 @@ def shard_counts(root: Path, split: str) -> dict[str, int]:
 
 def shard_urls(root: Path, split: str) -> list[str]:
     return list(shard_counts(root, split))
+
+
+class ShardMismatch(ValueError):
+    """A shard is missing or is not the file its manifest records; the message names it and what to do."""
+
+
+def _file_id(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _sha256(path: Path, progress: Callable[[int], object]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)  # releases the GIL: the hashing threads run in parallel
+            progress(len(chunk))
+    return digest.hexdigest()
+
+
+def verify_shards(
+    root: Path, *, verified: dict[str, dict], rank: int = 0, world_size: int = 1, progress: bool = False
+) -> dict[str, dict]:
+    """Check the shards of `root` against the sizes and sha256 its manifest records, before a run reads them: a
+    shard swapped for another, truncated or rebuilt without its manifest would otherwise be trained on with only
+    warnings. Every rank checks every size (a stat each) and hashes its share (every `world_size`-th shard), except
+    files `verified` (path -> file size, mtime, inode and sha256 of an earlier check) says are unchanged since.
+
+    Hashing all shards at each start would cost minutes per TB on every requeue; once per run (the caller keeps the
+    results) is what a swapped file needs. Returns this rank's newly hashed shards, all matching; raises
+    `ShardMismatch` naming the first that differs. A manifest without sha256 (older builds) is checked by size."""
+    root = Path(root)
+    manifest_path = root / "manifest.json"
+    shards = read_manifest(root)["shards"]
+
+    def refuse(path: Path, what: str) -> ShardMismatch:
+        return ShardMismatch(
+            f"{path}: not the shard {manifest_path} records ({what}): it was replaced or changed after the shards "
+            "were built; rebuild the shards (rerun the restoration-shards command that wrote them: it rebuilds "
+            "the shards that changed) or put the original back; data.verify_shards=false trains on them unchecked"
+        )
+
+    todo: list[tuple[Path, str, list[int]]] = []
+    for index, shard in enumerate(shards):
+        path = root / shard["name"]
+        try:
+            file_id = _file_id(path)
+        except OSError as err:
+            raise refuse(path, err.strerror or type(err).__name__) from err
+        if "bytes" in shard and file_id[0] != shard["bytes"]:
+            raise refuse(path, f"{file_id[0]:,} bytes instead of {shard['bytes']:,}")
+        known = verified.get(str(path.resolve()), {})
+        fresh = known.get("file") == file_id and known.get("sha256") == shard.get("sha256")
+        if shard.get("sha256") and not fresh and index % world_size == rank:
+            todo.append((path, shard["sha256"], file_id))
+    if not todo:
+        return {}
+    total = sum(file_id[0] for _, _, file_id in todo)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="verifying shards", disable=not progress or total < 2**30)
+    lock = threading.Lock()
+
+    def advance(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(lambda job: _sha256(job[0], advance), todo))
+    bar.close()
+    for (path, expected, _), digest in zip(todo, digests):
+        if digest != expected:
+            raise refuse(path, f"sha256 {digest[:16]}... instead of {expected[:16]}...")
+    return {
+        str(path.resolve()): {"file": file_id, "sha256": digest} for (path, _, file_id), digest in zip(todo, digests)
+    }
 
 
 def _png(data: bytes, mode: str) -> Image.Image:

@@ -33,7 +33,8 @@ def test_a_garbage_only_shard_logs_a_few_lines_not_thousands(tmp_path, tiny_shar
     for shard in train_shards(shards):
         shard.write_bytes(os.urandom(3000))
     with caplog.at_level(logging.WARNING):
-        rc = main(args(tmp_path, shards, "garbage", "data.stall_timeout_s=4", "run.max_steps=2"))
+        rc = main(args(tmp_path, shards, "garbage", "data.stall_timeout_s=4", "run.max_steps=2",
+                       "data.verify_shards=false"))  # fmt: skip
     assert rc == 1
     data = [r for r in caplog.records if r.name == "restoration.data.shards"]
     assert 10 <= len(data) <= 20, f"{len(data)} warnings from the loader"
@@ -70,3 +71,26 @@ def test_the_corrupt_counter_counts_a_truncated_shard_once_per_pass_over_epochs(
     assert counts[0] > 0
     assert counts[0] < counts[1] < counts[2]
     assert all(c % 3 == 0 for c in counts)
+
+
+def test_a_shard_swapped_for_another_stops_the_run_before_it_starts(tmp_path, tiny_shards, capsys):
+    shards = shutil.copytree(tiny_shards, tmp_path / "shards")
+    first, second = train_shards(shards)[:2]
+    shutil.copyfile(second, first)  # a whole, readable shard: only its checksum tells it is not train-000000
+    rc = main(args(tmp_path, shards, "swapped", "run.max_steps=2"))
+    assert rc == 2
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(err) == 1, captured.err
+    assert err[0].startswith(f"error: {first}: not the shard {shards / 'manifest.json'} records (sha256 ")
+    assert "rebuild the shards" in err[0]
+    assert "data.verify_shards=false" in err[0]
+    assert not (tmp_path / "runs" / "swapped" / "checkpoints").exists()
+
+    # verified hashes are kept in the run: a resume hashes only shards that changed since
+    shutil.copyfile(tiny_shards / first.name, first)
+    assert main(args(tmp_path, shards, "swapped", "run.max_steps=2", "run.eval_every=0")) == 0
+    cache = tmp_path / "runs" / "swapped" / "verified_shards.json"
+    assert str(first.resolve()) in json.loads(cache.read_text())
+    assert main(args(tmp_path, shards, "swapped", "run.max_steps=3", "run.eval_every=0")) == 0
+    assert "hashed 0 of" in capsys.readouterr().out
