@@ -381,7 +381,8 @@ def resumed_config_changes(cfg: TrainConfig, run_dir: Path, accelerator: Acceler
             saved = read_yaml(saved_path) if saved_path.is_file() else {}
             changes = resume_changes(saved if isinstance(saved, dict) else {}, cfg)
         except ConfigError as err:
-            print(f"config error: {err} (the settings of the run being resumed)", file=sys.stderr)
+            print(f"config error: {err}; that file records the settings of the run being resumed: fix it, or "
+                  "remove it to resume without comparing them", file=sys.stderr)  # fmt: skip
             refused = 1.0
         stage = [c for c in changes if c[0] == "stage"]
         if stage:
@@ -504,7 +505,9 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
     if is_main:
         if changes and (run_dir / "config.yaml").is_file():
             (run_dir / "config.yaml").replace(run_dir / f"config.before-step-{step:08d}.yaml")
-        save_yaml(as_given, run_dir / "config.yaml")
+        # the override is for this resume only: a later one starting from this file is compared again
+        save_yaml(dataclasses.replace(as_given, run=dataclasses.replace(as_given.run, allow_config_change=False)),
+                  run_dir / "config.yaml")  # fmt: skip
     tracker = start_tracking(cfg, accelerator, state, run_dir, bf16)
     if changes:
         accelerator.print(f"resumed at step {step} with changed settings (run.allow_config_change=true): "

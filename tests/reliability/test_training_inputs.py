@@ -58,7 +58,9 @@ def test_a_resume_with_another_batch_size_is_refused_unless_allowed_and_then_rec
     assert main(args(tmp_path, tiny_shards, "mix", *tracked, "run.max_steps=4", "run.batch_size=4",
                      "run.allow_config_change=true")) == 0  # fmt: skip
     assert "run.batch_size 2 -> 4" in capsys.readouterr().out
-    assert load_config(TrainConfig, run_dir / "config.yaml").run.batch_size == 4
+    resumed = load_config(TrainConfig, run_dir / "config.yaml")
+    assert resumed.run.batch_size == 4
+    assert resumed.run.allow_config_change is False  # for that resume only
     assert load_config(TrainConfig, run_dir / "config.before-step-00000003.yaml").run.batch_size == 2
     from mlflow.tracking import MlflowClient
 
