@@ -152,7 +152,8 @@ def load_latest_readable(
             state = load_checkpoint(accelerator, path, ema=ema)
             failed = 0.0
         except Exception as err:  # noqa: BLE001 - any damage means: try the previous checkpoint
-            log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(err).__name__, err)
+            log.warning("checkpoint %s is unreadable (%s: %s); trying the previous one", path, type(err).__name__,
+                        _first_line(err))  # fmt: skip
             failed, state = 1.0, {}
         flag = torch.tensor([failed], device=accelerator.device)
         if accelerator.num_processes > 1:
@@ -160,6 +161,13 @@ def load_latest_readable(
         if float(flag.item()) == 0:
             return path, state
     return None, {}
+
+
+def _first_line(err: Exception, limit: int = 300) -> str:
+    """An error in one short line: a state dict that does not fit lists every key in its message (hundreds of
+    lines)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path, *, ema: dict[str, nn.Module]) -> dict[str, Any]:

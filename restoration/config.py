@@ -30,6 +30,7 @@ T = TypeVar("T")
 __all__ = [
     "ConfigError",
     "load_config",
+    "read_yaml",
     "from_dict",
     "apply_overrides",
     "to_dict",
@@ -358,20 +359,31 @@ def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def read_yaml(path: str | Path) -> Any:
+    """The YAML file at `path` as plain data (the same scalar rules as `load_config`); a file that cannot be read,
+    is not UTF-8 or is not YAML raises `ConfigError` naming it."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 (byte 0x{err.object[err.start]:02x} on line {line}); save the file as UTF-8"
+        ) from err
+    try:
+        return _yaml_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
     """Defaults of `cls`, then the YAML file at `path` (if any), then the dotted `overrides`."""
     data: Any = {}
     source = "<defaults>"
     if path is not None:
         source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from err
-        try:
-            data = _yaml_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = read_yaml(path)
     cfg = from_dict(cls, data, source)
     return apply_overrides(cfg, overrides)
 

@@ -112,6 +112,7 @@ class Tracker:
         self._offline: str | None = None  # why the store is unreachable; None when connected
         self._next_try = 0.0
         self._params: dict[str, Any] = {}
+        self._tags: dict[str, str] = {}
         self._metrics: list[Any] = []
         self._skipped = 0
         self._monitor: Any = None
@@ -185,6 +186,15 @@ class Tracker:
         if not self.enabled:
             return
         self._params.update(params)
+        if self._online():
+            self._flush()
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Tags may change (params may not): what a resume changed is recorded as tags. Kept like params while the
+        store is unreachable."""
+        if not self.enabled:
+            return
+        self._tags.update({k: _param_value(v) for k, v in tags.items()})
         if self._online():
             self._flush()
 
@@ -278,6 +288,13 @@ class Tracker:
             params, self._params = self._params, {}
             if not self._call("log params", lambda: self._log_params(params)):
                 self._params = {**params, **self._params}
+        if self._tags and self._offline is None:
+            from mlflow.entities import RunTag
+
+            tags, self._tags = self._tags, {}
+            batch = [RunTag(k, v) for k, v in tags.items()]
+            if not self._call("set tags", lambda: self._client.log_batch(self.run_id, tags=batch)):
+                self._tags = {**tags, **self._tags}
         while self._metrics and self._offline is None:
             batch = self._metrics[:1000]
             if not self._call("log metrics", lambda batch=batch: self._client.log_batch(self.run_id, metrics=batch)):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from restoration.checkpoint import (
@@ -33,14 +33,21 @@ from restoration.checkpoint import (
     load_latest_readable,
     save_checkpoint,
 )
-from restoration.config import ConfigError, dump_yaml, flatten, load_config, save_yaml
+from restoration.config import ConfigError, dump_yaml, flatten, load_config, read_yaml, save_yaml
 from restoration.data.batch_guard import DataStall, GuardedBatches, StopRequested
 from restoration.data.builtin import prepare_builtin_shards
-from restoration.data.shards import make_train_loader, make_val_loader, prepare_batch
+from restoration.data.shards import (
+    ShardMismatch,
+    make_train_loader,
+    make_val_loader,
+    prepare_batch,
+    read_manifest,
+    verify_shards,
+)
 from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, sync_batchnorm
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
-from restoration.recipe import RunConfig, TrainConfig
+from restoration.recipe import RunConfig, TrainConfig, check_recipe, describe_changes, resume_changes
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
@@ -110,6 +117,42 @@ def with_builtin_data(cfg: TrainConfig, accelerator: Accelerator) -> TrainConfig
     accelerator.wait_for_everyone()
     root = prepare_builtin_shards(cfg.run.output_dir, cfg.data.image_size)
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=root))
+
+
+def verified_shards(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path) -> bool:
+    """Every shard is the file its manifest records (`data.verify_shards`; a collective): the ranks hash their shares
+    of the shards not verified yet in this run (`run_dir/verified_shards.json`); False on every rank when one is
+    missing or differs (the main process says which and what to do)."""
+    if not cfg.data.verify_shards:
+        return True
+    cache = run_dir / "verified_shards.json"
+    try:
+        verified = json.loads(cache.read_text()) if cache.is_file() else {}
+    except (OSError, ValueError):
+        verified = {}  # an unreadable record only costs hashing again
+    error, fresh = "", {}
+    try:
+        fresh = verify_shards(cfg.data.root, verified=verified, rank=accelerator.process_index,
+                              world_size=accelerator.num_processes, progress=accelerator.is_main_process)  # fmt: skip
+    except (ShardMismatch, FileNotFoundError) as err:
+        error = str(err)
+    results = gather_object([(error, fresh)]) if accelerator.num_processes > 1 else [(error, fresh)]
+    errors = [e for e, _ in results if e]
+    if errors:
+        if accelerator.is_main_process:
+            more = f" (and {len(errors) - 1} more shards)" if len(errors) > 1 else ""
+            print(f"error: {errors[0]}{more}", file=sys.stderr)
+        return False
+    hashed = {k: v for _, f in results for k, v in f.items()}
+    if accelerator.is_main_process:
+        tmp = cache.with_name(cache.name + ".tmp")
+        tmp.write_text(json.dumps({**verified, **hashed}, indent=1))
+        tmp.replace(cache)
+        total = len(read_manifest(cfg.data.root)["shards"])
+        earlier = ", the others verified earlier in this run and unchanged" if len(hashed) < total else ""
+        print(f"shards: all {total} match {Path(cfg.data.root) / 'manifest.json'} (hashed {len(hashed)} of {total}"
+              f"{earlier})")  # fmt: skip
+    return True
 
 
 def prepared_task(cfg: TrainConfig, accelerator: Accelerator, bf16: bool) -> Task:
@@ -301,20 +344,67 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def claim_run_dir(run_dir: Path, accelerator: Accelerator) -> RunLock | None:
-    """The main process locks the run directory; if another training holds it, every rank gives up (None)."""
+def claim_run_dir(run_dir: Path, accelerator: Accelerator) -> tuple[RunLock | None, int]:
+    """The main process creates and locks the run directory; if another training holds it (exit code 1) or it
+    cannot be written (exit code 2), every rank gives up: (None, exit code)."""
     lock, refused = None, 0.0
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            run_dir.mkdir(parents=True, exist_ok=True)
             lock = acquire_run_lock(run_dir)
         except RunDirInUse as err:
             print(f"error: {err}", file=sys.stderr)
             refused = 1.0
+        except OSError as err:
+            where = err.filename or run_dir
+            print(f"error: cannot write the run directory {run_dir} ({where}: {err.strerror or err}); point "
+                  "run.output_dir at a directory this user can write", file=sys.stderr)  # fmt: skip
+            refused = 2.0
     flag = torch.tensor([refused], device=accelerator.device)
     if accelerator.num_processes > 1:
         flag = accelerator.reduce(flag, reduction="sum")
-    return None if flag.item() > 0 else (lock or RunLock(None, run_dir))
+    if flag.item() > 0:
+        return None, int(flag.item())
+    return lock or RunLock(None, run_dir), 0
+
+
+def resumed_config_changes(cfg: TrainConfig, run_dir: Path, accelerator: Accelerator) -> list | int:
+    """Compare the run-defining settings (`recipe.RESUME_DEFINING`) with the run's config.yaml before anything is
+    written, when the run resumes. Returns the changes to record (empty when none; only the main process knows
+    them), or the exit code 2 on every rank when they are refused: another stage always, anything else unless
+    `run.allow_config_change=true`."""
+    changes: list = []
+    refused = 0.0
+    saved_path = run_dir / "config.yaml"
+    if accelerator.is_main_process and cfg.run.resume == "auto" and complete_checkpoints(run_dir):
+        try:
+            saved = read_yaml(saved_path) if saved_path.is_file() else {}
+            changes = resume_changes(saved if isinstance(saved, dict) else {}, cfg)
+        except ConfigError as err:
+            print(f"config error: {err}; that file records the settings of the run being resumed: fix it, or "
+                  "remove it to resume without comparing them", file=sys.stderr)  # fmt: skip
+            refused = 1.0
+        stage = [c for c in changes if c[0] == "stage"]
+        if stage:
+            print(
+                f"config error: {saved_path}: this run trains the {stage[0][1]} stage; a run cannot change its stage. "
+                f"Train {stage[0][2]} as a new run (another run.name), starting from this one with "
+                f"init.from_weights=[{run_dir}]",
+                file=sys.stderr,
+            )
+            refused = 1.0
+        elif changes and not cfg.run.allow_config_change:
+            print(
+                f"config error: {saved_path}: this run was trained with other settings, resuming would mix them: "
+                f"{describe_changes(changes)}. Resume with that file's settings, train a new run (another "
+                "run.name), or add run.allow_config_change=true to go on with the new ones (recorded in MLflow)",
+                file=sys.stderr,
+            )
+            refused = 1.0
+    flag = torch.tensor([refused], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    return 2 if flag.item() > 0 else changes
 
 
 def resume(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, task: Task) -> dict | None:
@@ -355,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     config_path, overrides, ns = parse_args(argv)
     try:
         cfg = load_config(TrainConfig, config_path, overrides)
+        check_recipe(cfg)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
@@ -367,12 +458,15 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     accelerator = make_accelerator(cfg.run)
     run_dir = (cfg.run.output_dir / cfg.run.name).resolve()
-    lock = claim_run_dir(run_dir, accelerator)
+    lock, refused = claim_run_dir(run_dir, accelerator)
     if lock is None:
-        return 1
+        return refused
     preemption = PreemptionFlag().install()
     try:
-        return train(cfg, accelerator, run_dir, preemption)
+        changes = resumed_config_changes(cfg, run_dir, accelerator)
+        if isinstance(changes, int):
+            return changes
+        return train(cfg, accelerator, run_dir, preemption, changes)
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -385,13 +479,18 @@ def main(argv: list[str] | None = None) -> int:
         lock.release()
 
 
-def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption: PreemptionFlag) -> int:
+def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption: PreemptionFlag,
+          changes: list | None = None) -> int:  # fmt: skip
+    """`changes`: the run-defining settings this resume changes with `run.allow_config_change=true` (main process),
+    recorded in config.yaml (the previous one kept as config.before-step-N.yaml) and MLflow once the resume worked."""
     # -- run directory, data, the stage resumed from its newest readable checkpoint, its MLflow run ---------------
     is_main = accelerator.is_main_process
     if is_main:
         (run_dir / "REQUEUE").unlink(missing_ok=True)
-        save_yaml(cfg, run_dir / "config.yaml")
+    as_given = cfg
     cfg = with_builtin_data(cfg, accelerator)
+    if not verified_shards(cfg, accelerator, run_dir):
+        return 2
     bf16 = use_bf16(cfg.run)
     try:
         task = prepared_task(cfg, accelerator, bf16)
@@ -403,7 +502,18 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
     if state is None:
         return 1
     step = int(state["step"])
+    if is_main:
+        if changes and (run_dir / "config.yaml").is_file():
+            (run_dir / "config.yaml").replace(run_dir / f"config.before-step-{step:08d}.yaml")
+        # the override is for this resume only: a later one starting from this file is compared again
+        save_yaml(dataclasses.replace(as_given, run=dataclasses.replace(as_given.run, allow_config_change=False)),
+                  run_dir / "config.yaml")  # fmt: skip
     tracker = start_tracking(cfg, accelerator, state, run_dir, bf16)
+    if changes:
+        accelerator.print(f"resumed at step {step} with changed settings (run.allow_config_change=true): "
+                          f"{describe_changes(changes)}")  # fmt: skip
+        tracker.set_tags({"resume.changed_keys": describe_changes(changes), "resume.changed_at_step": str(step),
+                          f"resume.step_{step}.changed_keys": describe_changes(changes)})  # fmt: skip
     rank, world = accelerator.process_index, accelerator.num_processes
     # a resumed run draws fresh, still reproducible, samples and masks
     train_loader = make_train_loader(

@@ -225,6 +225,7 @@ def test_sigterm_saves_then_exits_with_requeue_code(tmp_path, tiny_shards):
         time.sleep(3)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=300) == REQUEUE_EXIT_CODE, log.read_text()[-4000:]
+    assert "Traceback" not in log.read_text(errors="ignore")
     run_dir = tmp_path / "runs" / "term"
     saved = int((run_dir / "REQUEUE").read_text())
     assert saved >= 1

@@ -23,12 +23,17 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import logging
 import math
+import os
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +43,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from torch import Tensor
+from tqdm.auto import tqdm
 
 try:  # libpng straight into a tensor (torchvision 0.29 deprecates its image IO for TorchCodec: PIL is the fallback)
     from torchvision.io import decode_png
@@ -62,6 +68,9 @@ class DataConfig:
     max_corrupt: int = 100
     stall_timeout_s: float = 300.0  # no batch for this long stops the run with a message naming the shards
     shm_slots: int = 6  # reused shared-memory batch buffers per train worker (batch_ring); 0 = a fresh one per batch
+    # check every shard against the size and sha256 its manifest records before training (`verify_shards`; hashed
+    # once per run, the ranks sharing the work; a resume hashes only files that changed since)
+    verify_shards: bool = True
     augment: bool = True
     min_crop_scale: float = 0.6  # resized-crop area range [min_crop_scale, 1]
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -88,6 +97,80 @@ def shard_counts(root: Path, split: str) -> dict[str, int]:
 
 def shard_urls(root: Path, split: str) -> list[str]:
     return list(shard_counts(root, split))
+
+
+class ShardMismatch(ValueError):
+    """A shard is missing or is not the file its manifest records; the message names it and what to do."""
+
+
+def _file_id(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _sha256(path: Path, progress: Callable[[int], object]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)  # releases the GIL: the hashing threads run in parallel
+            progress(len(chunk))
+    return digest.hexdigest()
+
+
+def verify_shards(
+    root: Path, *, verified: dict[str, dict], rank: int = 0, world_size: int = 1, progress: bool = False
+) -> dict[str, dict]:
+    """Check the shards of `root` against the sizes and sha256 its manifest records, before a run reads them: a
+    shard swapped for another, truncated or rebuilt without its manifest would otherwise be trained on with only
+    warnings. Every rank checks every size (a stat each) and hashes its share (every `world_size`-th shard), except
+    files `verified` (path -> file size, mtime, inode and sha256 of an earlier check) says are unchanged since.
+
+    Hashing all shards at each start would cost minutes per TB on every requeue; once per run (the caller keeps the
+    results) is what a swapped file needs. Returns this rank's newly hashed shards, all matching; raises
+    `ShardMismatch` naming the first that differs. A manifest without sha256 (older builds) is checked by size."""
+    root = Path(root)
+    manifest_path = root / "manifest.json"
+    shards = read_manifest(root)["shards"]
+
+    def refuse(path: Path, what: str) -> ShardMismatch:
+        return ShardMismatch(
+            f"{path}: not the shard {manifest_path} records ({what}): it was replaced or changed after the shards "
+            "were built; rebuild the shards (rerun the restoration-shards command that wrote them: it rebuilds "
+            "the shards that changed) or put the original back; data.verify_shards=false trains on them unchecked"
+        )
+
+    todo: list[tuple[Path, str, list[int]]] = []
+    for index, shard in enumerate(shards):
+        path = root / shard["name"]
+        try:
+            file_id = _file_id(path)
+        except OSError as err:
+            raise refuse(path, err.strerror or type(err).__name__) from err
+        if "bytes" in shard and file_id[0] != shard["bytes"]:
+            raise refuse(path, f"{file_id[0]:,} bytes instead of {shard['bytes']:,}")
+        known = verified.get(str(path.resolve()), {})
+        fresh = known.get("file") == file_id and known.get("sha256") == shard.get("sha256")
+        if shard.get("sha256") and not fresh and index % world_size == rank:
+            todo.append((path, shard["sha256"], file_id))
+    if not todo:
+        return {}
+    total = sum(file_id[0] for _, _, file_id in todo)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="verifying shards", disable=not progress or total < 2**30)
+    lock = threading.Lock()
+
+    def advance(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(lambda job: _sha256(job[0], advance), todo))
+    bar.close()
+    for (path, expected, _), digest in zip(todo, digests):
+        if digest != expected:
+            raise refuse(path, f"sha256 {digest[:16]}... instead of {expected[:16]}...")
+    return {
+        str(path.resolve()): {"file": file_id, "sha256": digest} for (path, _, file_id), digest in zip(todo, digests)
+    }
 
 
 def _png(data: bytes, mode: str) -> Image.Image:
@@ -187,17 +270,41 @@ def collate(samples: list[dict], corrupt: int, ring: WorkerRing | None = None) -
     return {**batch, **layout(stacked)}
 
 
+class WarningBudget:
+    """Warnings of one kind, without flooding the log: the first `first` one by one, then one line with the running
+    count every `every_s` seconds at most (a garbage shard drawn again and again fails thousands of times a second).
+    Everything is still counted by the caller."""
+
+    def __init__(self, first: int = 10, every_s: float = 10.0) -> None:
+        self.first, self.every_s = first, every_s
+        self.seen = 0
+        self._next_summary = 0.0
+
+    def warn(self, message: str, *args: object) -> None:
+        self.seen += 1
+        if self.seen <= self.first:
+            last = self.seen == self.first
+            log.warning(message + (f" (further ones: a line every {self.every_s:.0f} s)" if last else ""), *args)
+            return
+        now = time.monotonic()
+        if now >= self._next_summary:
+            self._next_summary = now + self.every_s
+            log.warning(message + " (%d such warnings so far in this process)", *args, self.seen)
+
+
 class CorruptLog:
-    """Skipped corrupt samples of one loader: each one is counted and logged; more than `limit` stops the run."""
+    """Skipped corrupt samples of one loader: each one is counted and logged (`WarningBudget`); more than `limit`
+    stops the run."""
 
     def __init__(self, message: str, limit: int | None = None) -> None:
         self.message = message  # a logging format with one %s: the CorruptSample
         self.limit = limit
         self.total = 0
+        self.warnings = WarningBudget()
 
     def record(self, err: CorruptSample) -> None:
         self.total += 1
-        log.warning(self.message, err)
+        self.warnings.warn(self.message, err)
         if self.limit is not None and self.total > self.limit:
             raise RuntimeError(f"more than data.max_corrupt={self.limit} corrupt samples; last: {err}") from err
 
@@ -216,13 +323,14 @@ class ShardErrors:
         self.count = 0
         self.last = ""
         self.stopped = False
+        self.warnings = WarningBudget()
 
     def __call__(self, exn: Exception) -> bool:
         self.count += 1
         self.last = f"{type(exn).__name__}: {exn}"
         if self.stopped:
             raise DataStopped(f"{self.what} stopped; last error: {self.last}") from exn
-        log.warning("skipping unreadable %s data (%s)", self.what, self.last)
+        self.warnings.warn("skipping unreadable %s data (%s)", self.what, self.last)
         return True
 
     def stop(self) -> None:
@@ -235,7 +343,7 @@ class ShardErrors:
         if missing > 0:
             self.count += missing
             self.last = f"{url} ended after {seen} of {expected[url]} samples (truncated?)"
-            log.warning("unreadable %s data: %s", self.what, self.last)
+            self.warnings.warn("unreadable %s data: %s", self.what, self.last)
 
 
 def count_shortfall(expected: dict[str, int], errors: ShardErrors):
@@ -301,7 +409,8 @@ def train_samples_to_batches(cfg: DataConfig, batch_size: int, seed: int, rank: 
         corrupt = CorruptLog("skipping corrupt %s", limit=cfg.max_corrupt)
         in_worker = torch.utils.data.get_worker_info() is not None
         ring = WorkerRing(cfg.shm_slots) if in_worker and cfg.shm_slots > 0 else None
-        reported = 0
+        # what earlier passes reported: without workers, `shard_errors` is the same object in every epoch
+        reported = corrupt.total + shard_errors.count
         for batch in sample_batches(samples, cfg, batch_size, mask_rng=lambda _: rng, corrupt=corrupt, keep_last=False):
             yield collate(batch, corrupt.total + shard_errors.count - reported, ring)
             reported = corrupt.total + shard_errors.count
