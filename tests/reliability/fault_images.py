@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from restoration import predict
+from restoration.inference import InferenceSettings
 
 
 def png_claiming_size(path: Path, width: int, height: int) -> Path:
@@ -73,10 +74,12 @@ def contest_pairs(root: Path, count: int, size: int = 24) -> Path:
 class FakePipeline:
     """Stands in for a trained pipeline: the reading and reporting around it are under test, not the networks."""
 
-    def describe(self) -> str:
+    defaults = InferenceSettings()
+
+    def describe(self, settings: InferenceSettings | None = None) -> str:
         return "fake"
 
-    def restore(self, grays: list[np.ndarray], seed: int = 0) -> list:
+    def restore(self, grays: list[np.ndarray], *, settings=None, seed: int = 0, keys: list[str] | None = None) -> list:
         class Restored:
             def __init__(self, gray: np.ndarray) -> None:
                 self.rgb = np.repeat(gray[..., None], 3, axis=-1)
