@@ -294,7 +294,7 @@ def load_pipeline(sources: list[str | Path], device: str | torch.device = "cpu")
             path = source.file(spec.name)
             if path is None:
                 continue
-            net = build_network(spec.name, source.meta)
+            net = build_network(spec.name, source.meta, source.origin or source.directory)
             load_weights_into(net, path, spec.name)
             networks[spec.role] = net.to(device).eval().requires_grad_(False)
             files[spec.role] = path
