@@ -67,7 +67,8 @@ class Restored:
 
 def image_generator(seed: int, key: str, part: int, device: torch.device) -> torch.Generator:
     """The random stream of one image (of one of its MAT windows, `part`): a function of the seed and the key only."""
-    return torch.Generator(device=device).manual_seed(zlib.crc32(f"{seed}:{key}:{part}".encode()))
+    text = f"{seed}:{key}:{part}".encode(errors="surrogateescape")  # a key from a non-UTF-8 file name: its bytes
+    return torch.Generator(device=device).manual_seed(zlib.crc32(text))
 
 
 @dataclass
