@@ -7,7 +7,8 @@ The library (listing, checks, shard plan, shards, receipts, manifest) is `restor
 `restoration.data.shard_build`, whose docstring says why it is built the way it is.
 
 Exit codes: 0 built; 1 the build stopped (`--strict` on a bad input, a write failing during the build); 2 `--out`
-cannot be used (a file in its place, read-only).
+cannot be used (a file in its place, read-only); 130 interrupted (Ctrl-C): completed shards are kept, the same
+command continues.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {where}: {err.strerror or err}; completed shards are kept: fix it and rerun the same command "
               "to continue", file=sys.stderr)  # fmt: skip
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue: completed shards are kept", file=sys.stderr)
+        return 130
     t = manifest["totals"]
     print(
         f"{ns.out}: {t['train']} train + {t['val']} val samples in {len(manifest['shards'])} shards; "

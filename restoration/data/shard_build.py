@@ -16,17 +16,22 @@ Why it is built this way:
   mtimes, seeded val masks), so a resumed build is byte-identical to an uninterrupted one. `manifest.json` is
   removed when a build starts and written when it ends: it only ever describes a finished build.
 - Val samples get fixed masks (seeded by their key) baked in, so every run is evaluated on the same inputs.
-- `--out` is checked before any work (a file in its place or a read-only folder is an `OutputError`).
-  `rejected.csv` names files as the file system gives them (a non-UTF-8 name as its own bytes).
+- Stopping is safe: `--out` is checked before any work (a file in its place or a read-only folder is an
+  `OutputError`); on Ctrl-C the worker processes stay silent (they ignore SIGINT; the pool is shut down, queued
+  samples cancelled) and the shards completed so far are kept for the rerun. `rejected.csv` names files as the file
+  system gives them (a non-UTF-8 name as its own bytes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable
+import signal
+import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -181,6 +186,26 @@ def write_shard(
 # -- the build -----------------------------------------------------------------------------------------------
 
 
+def _quiet_worker() -> None:
+    """Pool initializer: Ctrl-C is the main process's to handle (it stops the build and says so once); a worker that
+    raised KeyboardInterrupt too would print its own traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the pool forks its workers, so none is born with Python's handler (closes the moment
+    between its start and `_quiet_worker`); a no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def build(
     mode: str,
     root: Path,
@@ -229,10 +254,11 @@ def build(
             # the samples (decode, check, encode: nearly all the work) are made by a pool, in order, across shard
             # boundaries; this process writes them into the shards one after another, so the bytes are those of a
             # one-process build and any number of workers is used whatever the number of shards
-            pool = ProcessPoolExecutor(max_workers=workers)
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=_quiet_worker)
             try:
                 jobs = [(src, root, plan.split, shaping) for plan in todo for src in plan.sources]
-                results = pool.map(sample_or_reject, jobs)
+                with _sigint_ignored():  # the workers start here
+                    results = pool.map(sample_or_reject, jobs)
                 for plan in todo:
                     write_shard(plan, root, out, **options, built=itertools.islice(results, len(plan.sources)))
                     bar.update(1)
