@@ -163,7 +163,7 @@ def open_regular(path: Path | str) -> BinaryIO:
         os.close(fd)
         raise ImageReadError(problem)
     raw = io.FileIO(fd, "rb")  # O_NONBLOCK does not change reads of a regular file
-    raw.name = os.fsdecode(path)  # decoders' messages show the path, not a descriptor number
+    raw.name = os.fsdecode(path)  # its name is the path (not a descriptor number), as for open(path)
     return io.BufferedReader(raw)
 
 
@@ -199,8 +199,7 @@ def _decode(fh: BinaryIO, limit: int) -> Decoded:
     except Image.DecompressionBombError as err:
         raise ImageReadError(f"over the pixel limit: PIL refuses it as a decompression bomb ({err})") from None
     except Exception as err:  # noqa: BLE001 - every decoder error means the same thing: not a usable image
-        name = getattr(fh, "name", None)  # PIL names the file object (a file's shows its path; bytes have none)
-        message = str(err) if name is None else str(err).replace(repr(fh), repr(name))
+        message = str(err).replace(f" {fh!r}", "")  # PIL names the file object; the caller names the file
         raise ImageReadError(f"not a readable image ({type(err).__name__}: {message})") from None
 
 
