@@ -5,6 +5,10 @@
 
 The library (listing, checks, shard plan, shards, receipts, manifest) is `restoration.data.shard_sources` and
 `restoration.data.shard_build`, whose docstring says why it is built the way it is.
+
+Exit codes: 0 built; 1 the build stopped (`--strict` on a bad input, a write failing during the build); 2 `--out`
+cannot be used (a file in its place, read-only); 130 interrupted (Ctrl-C): completed shards are kept, the same
+command continues.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from pathlib import Path
 
 from restoration.data.shard_build import build
 from restoration.data.shard_sources import VAL_MASKS, BuildError
+from restoration.image_io import OutputError, escape_undecodable_output
 
 
 def main(argv: list[str] | None = None) -> int:
+    escape_undecodable_output()
     parser = argparse.ArgumentParser(prog="restoration-shards", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     for mode in ("contest", "photos"):
@@ -58,9 +64,20 @@ def main(argv: list[str] | None = None) -> int:
             val_masks=getattr(ns, "val_masks", "mixture"),
             val_groups=[g for g in ns.val_groups.split(",") if g],
         )
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # a full disk, a folder made read-only during the build, ...
+        where = err.filename or ns.out
+        print(f"error: {where}: {err.strerror or err}; completed shards are kept: fix it and rerun the same command "
+              "to continue", file=sys.stderr)  # fmt: skip
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue: completed shards are kept", file=sys.stderr)
+        return 130
     t = manifest["totals"]
     print(
         f"{ns.out}: {t['train']} train + {t['val']} val samples in {len(manifest['shards'])} shards; "

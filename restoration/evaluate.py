@@ -11,7 +11,9 @@ that cannot be used (damaged, over the pixel limit, a zip member with a bad CRC 
 image at the pixel limit could: `scoring.zip_member_limit`) is reported by its path and not scored (exit 1), and so
 is an image whose score is not defined (smaller than the 7x7 SSIM window): the mean is over the scored images only,
 never NaN. A folder or zip holding one name twice (`img2.png` and `c/img2.png`) is refused (exit 2): scoring one of
-them would be a guess.
+them would be a guess. The reports' paths are checked before scoring: `--json` that is a folder, or in a read-only
+folder, is refused at once (exit 2); a write failing afterwards is one line (exit 1). The per-image csv names files
+as the file system gives them.
 
 The scoring itself (reading predictions from folders and zips, `evaluate_files`) is `restoration.scoring`.
 """
@@ -19,24 +21,21 @@ The scoring itself (reading predictions from folders and zips, `evaluate_files`)
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
-from restoration.image_io import InputError
+from restoration.image_io import InputError, OutputError, escape_undecodable_output, writable_file, write_report_csv
 from restoration.scoring import KEYS, evaluate_files, format_table
 from restoration.tracking import Tracker, default_tracking_uri
 
 
 def write_reports(result: dict, json_path: Path) -> Path:
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2))
+    json_path.write_text(json.dumps(result, indent=2))  # json escapes a non-UTF-8 name (\udcXX)
     csv_path = json_path.with_suffix(".csv")
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["name", *KEYS, "lost_fraction"])
-        writer.writeheader()
-        writer.writerows(result["images"])
+    columns = ["name", *KEYS, "lost_fraction"]
+    write_report_csv(csv_path, columns, ([row[c] for c in columns] for row in result["images"]))
     return csv_path
 
 
@@ -74,12 +73,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    escape_undecodable_output()
     ns = parse_args(argv)
+    json_path = ns.json or ns.pred.resolve().parent / f"{ns.pred.stem}_scores.json"
     try:
+        writable_file(json_path, "--json" if ns.json else "the scores file (next to --pred; choose it with --json)")
+        writable_file(json_path.with_suffix(".csv"), "the scores csv (beside --json)")
         result = evaluate_files(
             ns.pred, ns.gt, masks=ns.masks, inputs=ns.input, mask_white=ns.mask_white, device=ns.device
         )
-    except InputError as err:
+    except (InputError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if result["count"] == 0:
@@ -88,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {e['name']}: {e['error']}", file=sys.stderr)
         return 2
     print(format_table(result, ns.per_image or result["count"] <= 20))
-    json_path = ns.json or ns.pred.resolve().parent / f"{ns.pred.stem}_scores.json"
-    csv_path = write_reports(result, json_path)
+    try:
+        csv_path = write_reports(result, json_path)
+    except OSError as err:  # a full disk, a folder made read-only while scoring, ...
+        print(f"error: writing {err.filename or json_path} failed ({err.strerror or err}); fix it and rerun",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print(f"per-image scores: {json_path} and {csv_path}")
     for e in result["errors"]:
         print(f"not scored: {e['name']}: {e['error']}")

@@ -18,6 +18,9 @@ The rule, by the file's PIL mode:
   and in predictions (a prediction is a PNG without EXIF).
 - float (`F`) and other modes are refused.
 
+Only regular files are read (symlinks followed): a FIFO, device, socket, directory or dangling link is refused by
+what it is, without ever being opened for reading (reading a FIFO would wait forever for a writer).
+
 Files with more pixels than the limit (default 64 megapixels; `RESTORATION_MAX_PIXELS` sets it) are refused from
 their header, before a single pixel is decoded. PIL refuses above its own ceiling (2 x `Image.MAX_IMAGE_PIXELS`,
 about 179 megapixels) whatever the limit; that refusal is reported the same way.
@@ -27,9 +30,11 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -114,13 +119,66 @@ def _eight_bit(img: Image.Image) -> Image.Image:
     raise ImageReadError(f"unsupported image mode {mode}")
 
 
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"{kind}, not a regular image file (only regular files are read)"
+
+
+def file_problem(path: Path | str) -> str | None:
+    """Why `path` is not a regular file that can be read (symlinks followed), or None when it is one. Only
+    `os.stat`: nothing is opened, so a FIFO or a device is named, never waited on."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a dangling symbolic link (its target does not exist)" if os.path.islink(path) else "file not found"
+    except OSError as err:  # a symlink loop, a name too long, no permission on a folder above
+        return f"cannot look at it ({err.strerror or err})"
+    return _not_regular(mode)
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """`path` opened for binary reading when it is a regular file; raises ImageReadError saying what it is otherwise.
+    Checked before opening (`file_problem`) and again on the open descriptor, opened non-blocking: a file swapped for
+    a FIFO in between is refused, not waited on."""
+    problem = file_problem(path)
+    if problem:
+        raise ImageReadError(problem)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as err:
+        raise ImageReadError(f"cannot open it ({err.strerror or err})") from None
+    problem = _not_regular(os.fstat(fd).st_mode)
+    if problem:
+        os.close(fd)
+        raise ImageReadError(problem)
+    raw = io.FileIO(fd, "rb")  # O_NONBLOCK does not change reads of a regular file
+    raw.name = os.fsdecode(path)  # its name is the path (not a descriptor number), as for open(path)
+    return io.BufferedReader(raw)
+
+
 def decode_image(source: Path | bytes, *, limit: int | None = None) -> Decoded:
     """A file (or its bytes, e.g. a zip member) as 8-bit pixels; raises ImageReadError with the reason."""
     limit = max_pixels() if limit is None else limit
+    with io.BytesIO(source) if isinstance(source, bytes) else open_regular(source) as fh:
+        return _decode(fh, limit)
+
+
+def _decode(fh: BinaryIO, limit: int) -> Decoded:
     try:
         with warnings.catch_warnings():  # PIL warns from ~89 MP; our own limit decides below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            img = Image.open(fh)
         with img:
             width, height = img.size
             if width * height > limit:
@@ -138,14 +196,11 @@ def decode_image(source: Path | bytes, *, limit: int | None = None) -> Decoded:
             return Decoded(np.array(eight), img.mode)
     except ImageReadError:
         raise
-    except FileNotFoundError:
-        raise ImageReadError("file not found") from None
-    except IsADirectoryError:
-        raise ImageReadError("a directory, not an image file") from None
     except Image.DecompressionBombError as err:
         raise ImageReadError(f"over the pixel limit: PIL refuses it as a decompression bomb ({err})") from None
     except Exception as err:  # noqa: BLE001 - every decoder error means the same thing: not a usable image
-        raise ImageReadError(f"not a readable image ({type(err).__name__}: {err})") from None
+        message = str(err).replace(f" {fh!r}", "")  # PIL names the file object; the caller names the file
+        raise ImageReadError(f"not a readable image ({type(err).__name__}: {message})") from None
 
 
 def as_gray(decoded: Decoded) -> tuple[np.ndarray, bool]:

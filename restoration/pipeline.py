@@ -77,7 +77,8 @@ class Restored:
 
 def image_generator(seed: int, key: str, part: int, device: torch.device) -> torch.Generator:
     """The random stream of one image (of one of its MAT windows, `part`): a function of the seed and the key only."""
-    return torch.Generator(device=device).manual_seed(zlib.crc32(f"{seed}:{key}:{part}".encode()))
+    text = f"{seed}:{key}:{part}".encode(errors="surrogateescape")  # a key from a non-UTF-8 file name: its bytes
+    return torch.Generator(device=device).manual_seed(zlib.crc32(text))
 
 
 @dataclass
@@ -313,7 +314,7 @@ def load_pipeline(sources: list[str | Path], device: str | torch.device = "cpu")
             path = source.file(spec.name)
             if path is None:
                 continue
-            net = build_network(spec.name, source.meta)
+            net = build_network(spec.name, source.meta, source.origin or source.directory)
             load_weights_into(net, path, spec.name)
             networks[spec.role] = net.to(device).eval().requires_grad_(False)
             files[spec.role] = path

@@ -2,22 +2,26 @@
 
 `--model`: a run directory, its `final/` export, a checkpoint directory, a saved MLflow model directory or an
 MLflow model URI (`runs:/<id>/model`, `models:/<name>/<version>`); give it twice to chain an `inpaint` and a
-`colorize` export. `--input`: a contest csv, folders or files. Outputs are PNGs named like the inputs; `--zip`
-packs them flat (a contest submission).
+`colorize` export. `--input`: a contest csv, folders or files. Outputs are PNGs named like the inputs (inputs whose
+names collide, `a/img.png` and `b/img.png`, keep their relative path under `--out`); `--zip` packs them flat (a
+contest submission, so it refuses colliding names) under the file system's names, bytes that are not UTF-8 included.
 
 Why it is built this way: a long prediction job must not lose work. Each output is written atomically as soon as
-its batch is done, a bad input file is listed in `skipped.csv` and skipped instead of stopping the run, and
-`--skip-existing` continues an interrupted run. Results are reproducible for a given `--seed`: each image draws
-MAT's latent and its always-on dropout from a stream seeded by the seed and its file name, so neither `--batch-size`
-nor the order of the inputs changes an output.
+its batch is done, a bad input file (unreadable, or not a regular file: a FIFO is never opened) is listed in
+`skipped.csv` and skipped instead of stopping the run, and `--skip-existing` continues an interrupted run. Output
+paths are checked before the model is loaded: `--out` that is a file or read-only is refused at once (exit 2); a
+write that fails during the run (a full disk) stops it with one line (exit 1). Results are reproducible for a given
+`--seed`: each image draws MAT's latent and its always-on dropout from a stream seeded by the seed and its file
+name, so neither `--batch-size` nor the order of the inputs changes an output.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
+import os
 import re
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -27,7 +31,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from restoration.image_io import ImageItem, InputError, list_inputs, read_gray, write_png_atomic
+from restoration.image_io import (
+    ImageItem,
+    InputError,
+    OutputError,
+    escape_undecodable_output,
+    list_inputs,
+    read_gray,
+    writable_file,
+    writable_folder,
+    write_png_atomic,
+    write_report_csv,
+)
 from restoration.inference import COLOR_MODES, INPAINT_MODES, InferenceSettings
 from restoration.models.mat import INFERENCE_TRUNCATION
 from restoration.pipeline import Pipeline, load_pipeline
@@ -74,13 +89,27 @@ def check_flat_names(items: list[ImageItem]) -> None:
         raise InputError(f"--zip is flat but these output names occur more than once: {', '.join(clashes[:10])}")
 
 
+class FileSystemName(zipfile.ZipInfo):
+    """A zip member named as the file system names its file: UTF-8 (flagged as such) when the name is, else its own
+    bytes without the UTF-8 flag, as Info-ZIP's `zip` stores them; `zipfile` alone cannot encode such a name."""
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 - zipfile's hook for the stored name
+        try:
+            return super()._encodeFilenameFlags()
+        except UnicodeEncodeError:  # surrogate escapes: bytes that are not UTF-8
+            return os.fsencode(self.filename), self.flag_bits & ~0x800
+
+
 def write_zip(out_dir: Path, names: list[str], zip_path: Path) -> None:
     """Flat zip of the given outputs; written under a temporary name and renamed when complete."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = zip_path.with_name(f".{zip_path.name}.tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
         for name in names:
-            zf.write(out_dir / name, arcname=Path(name).name)
+            info = FileSystemName.from_file(out_dir / name, arcname=Path(name).name)
+            info.compress_type = zipfile.ZIP_STORED
+            with open(out_dir / name, "rb") as src, zf.open(info, "w") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
     tmp.replace(zip_path)
 
 
@@ -107,44 +136,38 @@ def predict(
             report["existing"].append(item.name)
         else:
             todo.append(item)
-    progress = tqdm(total=len(todo), desc="restoring", unit="img")
-    for start in range(0, len(todo), batch_size):
-        batch, grays = [], []
-        for item in todo[start : start + batch_size]:
-            try:
-                image = read_gray(item.path)
-            except ValueError as err:
-                report["skipped"].append((str(item.path), str(err)))
-                progress.update(1)
+    with tqdm(total=len(todo), desc="restoring", unit="img") as progress:  # its line ends also on an error
+        for start in range(0, len(todo), batch_size):
+            batch, grays = [], []
+            for item in todo[start : start + batch_size]:
+                try:
+                    image = read_gray(item.path)
+                except ValueError as err:
+                    report["skipped"].append((str(item.path), str(err)))
+                    progress.update(1)
+                    continue
+                if image.converted_from:
+                    report["converted"].append(f"{item.path} ({image.converted_from})")
+                batch.append(item)
+                grays.append(image.gray)
+            if not batch:
                 continue
-            if image.converted_from:
-                report["converted"].append(f"{item.path} ({image.converted_from})")
-            batch.append(item)
-            grays.append(image.gray)
-        if not batch:
-            continue
-        keys = [Path(item.name).stem for item in batch]  # an image's draws depend on its name, not its batch
-        restored = pipeline.restore(grays, settings=settings, seed=seed, keys=keys)
-        for item, result in zip(batch, restored):
-            write_png_atomic(result.rgb, out_dir / item.name)
-            report["written"].append(item.name)
-            if result.exact_refused:
-                fallback = "learned detector used" if result.mask_source == "learned" else "nothing inpainted"
-                report["exact_refused"].append((str(item.path), result.exact_refused, fallback))
-            elif result.mask_source == "none":
-                report["no_hole"].append(str(item.path))
-        progress.update(len(batch))
-    progress.close()
+            keys = [Path(item.name).stem for item in batch]  # an image's draws depend on its name, not its batch
+            restored = pipeline.restore(grays, settings=settings, seed=seed, keys=keys)
+            for item, result in zip(batch, restored):
+                write_png_atomic(result.rgb, out_dir / item.name)
+                report["written"].append(item.name)
+                if result.exact_refused:
+                    fallback = "learned detector used" if result.mask_source == "learned" else "nothing inpainted"
+                    report["exact_refused"].append((str(item.path), result.exact_refused, fallback))
+                elif result.mask_source == "none":
+                    report["no_hole"].append(str(item.path))
+            progress.update(len(batch))
     return report
 
 
 def write_skipped(out_dir: Path, skipped: list[tuple[str, str]]) -> Path:
-    path = out_dir / "skipped.csv"
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "reason"])
-        writer.writerows(skipped)
-    return path
+    return write_report_csv(out_dir / "skipped.csv", ["path", "reason"], skipped)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -204,6 +227,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    escape_undecodable_output()
     ns = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -211,17 +235,30 @@ def main(argv: list[str] | None = None) -> int:
         items = list_inputs(ns.input)
         if ns.zip is not None:
             check_flat_names(items)
+        writable_folder(ns.out, "--out")  # before the model is loaded: a wrong path costs nothing
+        if ns.zip is not None:
+            writable_file(ns.zip, "--zip")
         device = pick_device(ns.device)
         with tempfile.TemporaryDirectory(prefix="restoration-model-") as scratch:
             tracking_uri = ns.tracking_uri or default_tracking_uri(Path("runs"))
             pipeline = open_models(ns.model, device, tracking_uri, Path(scratch))
         settings = chosen_settings(pipeline, ns)
-    except (InputError, ModelSourceError, ValueError) as err:
+    except (InputError, OutputError, ModelSourceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"model: {pipeline.describe(settings)}")
     print(f"{len(items)} input(s) -> {ns.out}")
-    ns.out.mkdir(parents=True, exist_ok=True)
+    try:
+        return run(pipeline, items, ns, settings)
+    except OSError as err:  # a full disk, a folder made read-only during the run, ...
+        where = err.filename or ns.out
+        print(f"error: writing {where} failed ({err.strerror or err}); the images already written are kept: fix it "
+              "and rerun the same command with --skip-existing to continue", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def run(pipeline: Pipeline, items: list[ImageItem], ns: argparse.Namespace, settings: InferenceSettings) -> int:
+    """Restore, report and zip, once the inputs, outputs and model are known to be usable; the exit code."""
     report = predict(
         pipeline, items, ns.out, settings=settings, batch_size=ns.batch_size, seed=ns.seed,
         skip_existing=ns.skip_existing,

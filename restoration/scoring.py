@@ -17,6 +17,7 @@ of them would be a guess.
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -30,7 +31,15 @@ from tqdm.auto import tqdm
 from restoration.anchors import ANCHORS, anchor_rgb
 from restoration.data.exact_mask import known_from_pair
 from restoration.image_decoding import MAX_PIXELS_ENV, max_pixels
-from restoration.image_io import IMAGE_SUFFIXES, InputError, list_inputs, read_gray, read_rgb, write_png_atomic
+from restoration.image_io import (
+    IMAGE_SUFFIXES,
+    InputError,
+    image_entries,
+    list_inputs,
+    read_gray,
+    read_rgb,
+    write_png_atomic,
+)
 from restoration.metrics import score_image
 
 KEYS = ("S", "M", "C", "score", "psnr")
@@ -50,11 +59,10 @@ def _images_in(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
     found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.stem in found:
-                raise InputError(f"{folder}: two files named {path.stem!r} ({found[path.stem]} and {path})")
-            found[path.stem] = path
+    for path in image_entries(folder):  # a FIFO or a dangling link too: reported by what it is when read
+        if path.stem in found:
+            raise InputError(f"{folder}: two files named {path.stem!r} ({found[path.stem]} and {path})")
+        found[path.stem] = path
     return found
 
 
@@ -80,6 +88,15 @@ def _read_member(zf: zipfile.ZipFile, member: str, limit: int) -> bytes:
     return data
 
 
+def member_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's name as the file system gave it. `zipfile` reads a name stored without the UTF-8 flag as cp437;
+    such a name is the file's own bytes (`restoration-predict --zip` stores a non-UTF-8 file name that way, as
+    Info-ZIP's `zip` does on Unix), so it is read back as those bytes (`os.fsdecode`) and matches the file's name."""
+    if info.flag_bits & 0x800 or info.filename.isascii():
+        return info.filename
+    return os.fsdecode(info.filename.encode("cp437"))
+
+
 def _zip_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
     try:
         zf = zipfile.ZipFile(pred)
@@ -88,7 +105,7 @@ def _zip_readers(pred: Path) -> dict[str, Callable[[], np.ndarray]]:
     by_name: dict[str, list[str]] = {}
     for info in zf.infolist():
         if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
-            by_name.setdefault(Path(info.filename).stem, []).append(info.filename)
+            by_name.setdefault(Path(member_name(info)).stem, []).append(info.filename)
     clashes = sorted(members for members in by_name.values() if len(members) > 1)
     if clashes:
         listing = "; ".join(" and ".join(members) for members in clashes[:10])

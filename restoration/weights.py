@@ -35,6 +35,7 @@ from restoration.models.colorizer import ColorizerConfig, build_colorizer
 from restoration.models.detector import DetectorConfig, build_detector
 from restoration.models.discriminators import PatchDiscriminator, PatchDiscriminatorConfig, build_patch_discriminator
 from restoration.models.mat import MATConfig, build_discriminator, build_generator
+from restoration.models.unet import encoder_name_problem
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class WeightsSource:
 
     directory: Path
     meta: dict[str, Any]
+    origin: Path | None = None  # the file `meta` was read from (pipeline.json, a run's config.yaml), for messages
 
     def file(self, network: str) -> Path | None:
         """The network's weights: `<network>.safetensors`, else a checkpoint's EMA `ema_<network>.safetensors`."""
@@ -200,12 +202,12 @@ def resolve_source(path: str | Path) -> WeightsSource:
             meta = json.loads((path / "pipeline.json").read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ModelSourceError(f"{path / 'pipeline.json'}: unreadable ({err})") from err
-        return WeightsSource(path, meta)
+        return WeightsSource(path, meta, path / "pipeline.json")
     if (path / TRAINER_STATE).is_file():  # runs/<name>/checkpoints/step-N
         run_config = path.parent.parent / "config.yaml"
         if not run_config.is_file():
             raise ModelSourceError(f"{path}: a checkpoint, but its run has no config.yaml at {run_config}")
-        return WeightsSource(path, _meta_from_run_config(run_config))
+        return WeightsSource(path, _meta_from_run_config(run_config), run_config)
     if (path / "config.yaml").is_file():  # a run directory
         if (path / "final" / "pipeline.json").is_file():
             return resolve_source(path / "final")
@@ -236,10 +238,17 @@ def _no_pretrained(cfg: Any) -> Any:
     return cfg
 
 
-def build_network(network: str, meta: dict[str, Any]) -> nn.Module:
-    """An inference network with random weights, rebuilt from the config section stored in `meta`."""
+def build_network(network: str, meta: dict[str, Any], origin: str | Path = "pipeline.json") -> nn.Module:
+    """An inference network with random weights, rebuilt from the config section stored in `meta` (read from
+    `origin`, named in errors). Never fetches anything: an encoder name that timm would download (`hf-hub:...`, a
+    URL) or does not know is refused with a ModelSourceError naming the file and the field, before timm sees it."""
     spec = network_spec(network)
-    return spec.build(_no_pretrained(from_dict(spec.config, meta.get(spec.section), spec.section)))
+    cfg = _no_pretrained(from_dict(spec.config, meta.get(spec.section), f"{origin} {spec.section}"))
+    encoder = getattr(cfg, "encoder", None)
+    problem = encoder_name_problem(encoder) if encoder is not None else None
+    if problem:
+        raise ModelSourceError(f"{origin}: {spec.section}.encoder: {problem} (a tampered or foreign model?)")
+    return spec.build(cfg)
 
 
 def load_weights_into(module: nn.Module, path: Path, network: str, *, strict: bool = True) -> None:

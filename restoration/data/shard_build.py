@@ -16,16 +16,22 @@ Why it is built this way:
   mtimes, seeded val masks), so a resumed build is byte-identical to an uninterrupted one. `manifest.json` is
   removed when a build starts and written when it ends: it only ever describes a finished build.
 - Val samples get fixed masks (seeded by their key) baked in, so every run is evaluated on the same inputs.
+- Stopping is safe: `--out` is checked before any work (a file in its place or a read-only folder is an
+  `OutputError`); on Ctrl-C the worker processes stay silent (they ignore SIGINT; the pool is shut down, queued
+  samples cancelled) and the shards completed so far are kept for the rerun. `rejected.csv` names files as the file
+  system gives them (a non-UTF-8 name as its own bytes).
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable, Sequence
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -44,6 +50,7 @@ from restoration.data.shard_sources import (
     plan_shards,
 )
 from restoration.image_decoding import max_pixels
+from restoration.image_io import writable_folder, write_report_csv
 
 FORMAT_VERSION = 1
 RECIPE_VERSION = 2  # bump when build_sample's output changes for the same files and arguments
@@ -179,6 +186,26 @@ def write_shard(
 # -- the build -----------------------------------------------------------------------------------------------
 
 
+def _quiet_worker() -> None:
+    """Pool initializer: Ctrl-C is the main process's to handle (it stops the build and says so once); a worker that
+    raised KeyboardInterrupt too would print its own traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the pool forks its workers, so none is born with Python's handler (closes the moment
+    between its start and `_quiet_worker`); a no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def build(
     mode: str,
     root: Path,
@@ -211,7 +238,7 @@ def build(
     if strict and listing_rejects:
         path, reason = listing_rejects[0]
         raise BuildError(f"{path}: {reason}")
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out, "--out")
     for finished_only in ("manifest.json", "rejected.csv"):  # written again when this build ends
         (out / finished_only).unlink(missing_ok=True)
     for stale in out.glob("*.tar.tmp"):
@@ -223,36 +250,34 @@ def build(
     shaping = {"mode": mode, "size": size, "seed": seed, "val_masks": val_masks}
     todo = [p for p in plans if not shard_is_complete(out, p.name, shard_recipe(p, root, **shaping))]
     options = {**shaping, "strict": strict}
-    bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards")
-    if workers > 1 and sum(len(p.sources) for p in todo) > 1:
-        # the samples (decode, check, encode: nearly all the work) are made by a pool, in order, across shard
-        # boundaries; this process writes them into the shards one after another, so the bytes are those of a
-        # one-process build and any number of workers is used whatever the number of shards
-        pool = ProcessPoolExecutor(max_workers=workers)
-        try:
-            jobs = [(src, root, plan.split, shaping) for plan in todo for src in plan.sources]
-            results = pool.map(sample_or_reject, jobs)
+    with tqdm(
+        total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards"
+    ) as bar:  # its line ends also on Ctrl-C or an error
+        if workers > 1 and sum(len(p.sources) for p in todo) > 1:
+            # the samples (decode, check, encode: nearly all the work) are made by a pool, in order, across shard
+            # boundaries; this process writes them into the shards one after another, so the bytes are those of a
+            # one-process build and any number of workers is used whatever the number of shards
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=_quiet_worker)
+            try:
+                jobs = [(src, root, plan.split, shaping) for plan in todo for src in plan.sources]
+                with _sigint_ignored():  # the workers start here
+                    results = pool.map(sample_or_reject, jobs)
+                for plan in todo:
+                    write_shard(plan, root, out, **options, built=itertools.islice(results, len(plan.sources)))
+                    bar.update(1)
+            finally:  # a stop (--strict, Ctrl-C) does not wait for the samples still queued
+                pool.shutdown(wait=True, cancel_futures=True)
+        else:
             for plan in todo:
-                write_shard(plan, root, out, **options, built=itertools.islice(results, len(plan.sources)))
+                write_shard(plan, root, out, **options)
                 bar.update(1)
-        finally:  # a stop (--strict, Ctrl-C) does not wait for the samples still queued
-            pool.shutdown(wait=True, cancel_futures=True)
-    else:
-        for plan in todo:
-            write_shard(plan, root, out, **options)
-            bar.update(1)
-    bar.close()
 
     receipts = [json.loads(_receipt_path(out, p.name).read_text()) for p in plans]
     rejects = [tuple(r) for r in listing_rejects] + [tuple(r) for rec in receipts for r in rec["rejects"]]
     if strict and rejects:  # kept shards of an earlier, non-strict build may hold rejects
         path, reason = rejects[0]
         raise BuildError(f"{path}: {reason}")
-    with open(out / "rejected.csv.tmp", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "reason"])
-        writer.writerows(rejects)
-    (out / "rejected.csv.tmp").replace(out / "rejected.csv")
+    write_report_csv(out / "rejected.csv", ["path", "reason"], rejects)
     totals = {split: sum(r["count"] for r in receipts if r["split"] == split) for split in ("train", "val")}
     manifest = {
         "format_version": FORMAT_VERSION,

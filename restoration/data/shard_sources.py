@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from restoration.data.exact_mask import known_from_pair
 from restoration.data.masks import MaskConfig, sample_known_mask
+from restoration.image_decoding import file_problem
 from restoration.image_io import GrayImage, read_gray, read_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -116,9 +117,9 @@ def list_contest(root: Path, csv_name: str) -> tuple[list[Source], list[tuple[st
         if bad:
             rejects.append((f"{where} {bad[0]}", "path escapes the dataset root"))
             continue
-        missing = [p for p in paths if not _inside(root, p).is_file()]
-        if missing:
-            rejects.append((missing[0], "file not found"))
+        unusable = [(p, problem) for p in paths if (problem := file_problem(root / p.strip()))]
+        if unusable:  # file not found, a dangling link, a FIFO (never opened: it would block), ...
+            rejects.append(unusable[0])
             continue
         key = Path(inp).stem if Path(inp).suffix.lower() in IMAGE_SUFFIXES else Path(inp).name
         problem = _key_problem(key)
@@ -134,15 +135,20 @@ def list_contest(root: Path, csv_name: str) -> tuple[list[Source], list[tuple[st
 
 
 def list_photos(root: Path) -> tuple[list[Source], list[tuple[str, str]]]:
-    """Every image file under `root` (recursively); keys are sanitised relative paths, unique."""
+    """Every image file under `root` (recursively); keys are sanitised relative paths, unique. An image-named entry
+    that is not a regular file (a FIFO, a device, a dangling link) is a reject saying what it is, never opened."""
     if not root.is_dir():
         raise BuildError(f"{root}: not a directory")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
     if not files:
         raise BuildError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     sources, rejects, seen = [], [], set()
     for path in files:
         rel = path.relative_to(root).as_posix()
+        problem = file_problem(path)
+        if problem:
+            rejects.append((rel, problem))
+            continue
         key = re.sub(r"[^A-Za-z0-9_\-]", "_", rel.rsplit(".", 1)[0])
         if key in seen:
             rejects.append((rel, f"duplicate key {key!r} after sanitising the name"))
@@ -156,7 +162,7 @@ def list_photos(root: Path) -> tuple[list[Source], list[tuple[str, str]]]:
 
 
 def _unit_hash(text: str) -> float:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+    return int.from_bytes(hashlib.sha256(text.encode(errors="surrogateescape")).digest()[:8], "big") / 2**64
 
 
 def plan_shards(

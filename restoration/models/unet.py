@@ -1,12 +1,15 @@
 """A U-Net decoder on any `timm` encoder (`features_only=True`), shared by the colorizer, detector and baseline.
 
-The encoder is never hand-built: any timm name works, and pretrained weights come only from a local file
+The encoder is never hand-built: any architecture timm knows works, and pretrained weights come only from a local file
 (`pretrained_cfg_overlay=dict(file=...)`, timm's own loader, so 1-channel inputs get its channel adaptation), never
-a download. Inputs whose sides are not multiples of the encoder's stride are reflect-padded and cropped back.
+a download. Names that would make timm fetch something (`hf-hub:org/name`, URLs, `timm/...` hub paths, `local-dir:`)
+are refused (`encoder_name_problem`): building a network never touches the network. Inputs whose sides are not
+multiples of the encoder's stride are reflect-padded and cropped back.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import timm
@@ -14,8 +17,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")  # an architecture (and tag), no scheme (`hf-hub:`), no path
+
+
+def encoder_name_problem(name: object) -> str | None:
+    """Why `name` is not an encoder timm builds offline, or None when it is one: a plain architecture name that timm
+    lists (`resnet34`, `resnet34.a1_in1k`); hub and URL names (`hf-hub:...`, `https://...`, `timm/...`) are refused
+    because timm would download their config even without pretrained weights."""
+    if not isinstance(name, str) or not name:
+        return f"expected a timm architecture name such as 'resnet34', got {name!r}"
+    if not _PLAIN_NAME.match(name):
+        return (
+            f"{name!r} is not a plain timm architecture name (hub or URL names like 'hf-hub:org/name' would be "
+            "downloaded; models are built offline): use a name such as 'resnet34'"
+        )
+    if not timm.is_model(name):
+        return f"{name!r} is not an architecture this timm {timm.__version__} knows (timm.list_models())"
+    return None
+
 
 def create_encoder(name: str, in_chans: int, pretrained: Path | None) -> nn.Module:
+    problem = encoder_name_problem(name)
+    if problem:
+        raise ValueError(f"encoder: {problem}")
     kwargs = {"features_only": True, "in_chans": in_chans}
     if pretrained is not None:
         path = Path(pretrained)

@@ -79,7 +79,7 @@ class FakePipeline:
     def describe(self, settings: InferenceSettings | None = None) -> str:
         return "fake"
 
-    def restore(self, grays: list[np.ndarray], *, settings=None, seed: int = 0, keys=None) -> list:
+    def restore(self, grays: list[np.ndarray], *, settings=None, seed: int = 0, keys: list[str] | None = None) -> list:
         class Restored:
             def __init__(self, gray: np.ndarray) -> None:
                 self.rgb = np.repeat(gray[..., None], 3, axis=-1)
