@@ -78,8 +78,9 @@ class Colorizer(nn.Module):
 
     def forward(self, gray: Tensor, with_logits: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
         """RGB (and, with `with_logits`, the bins' logits, for their loss: through `forward`, so that DDP syncs)."""
+        gray01 = signed_to_unit(widen(gray))  # first: the order of the two branches fixes the gradients' sum order
         chroma, logits = self.chroma_and_logits(gray)
-        rgb = unit_to_signed(gray_chroma_to_rgb(signed_to_unit(widen(gray)), widen(chroma)))
+        rgb = unit_to_signed(gray_chroma_to_rgb(gray01, widen(chroma)))
         return (rgb, logits) if with_logits else rgb
 
     @torch.no_grad()
