@@ -30,11 +30,10 @@ import numpy as np
 from PIL import Image
 
 from restoration.image_io import read_gray
-from restoration.inference import InferenceSettings
 from restoration.models.mat import INFERENCE_TRUNCATION
 from restoration.pipeline import load_pipeline
 from restoration.tracking import fluent_mlflow
-from restoration.weights import INFERENCE_NETWORKS, RESTORING_ROLES, resolve_source, write_meta
+from restoration.weights import INFERENCE_NETWORKS, RESTORING_ROLES, recorded_settings, resolve_source, write_meta
 
 ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 REQUIREMENTS = (
@@ -159,9 +158,8 @@ def inference_weights(sources: list[Path], dst: Path) -> Path:
     if not set(RESTORING_ROLES) & set(roles):
         raise ValueError(f"{', '.join(map(str, sources))}: no inpainter, colorizer or baseline weights to package")
     meta["stages"] = sorted({str(s.meta.get("stage")) for s in resolved})
-    recorded = [s.meta.get("inference") or {} for s in resolved]
-    if any(recorded):  # the defaults `load_pipeline` would take from the chain, kept in the one file
-        meta["inference"] = InferenceSettings.from_recorded(recorded).recorded()
+    if any(s.meta.get("inference") for s in resolved):  # the defaults `load_pipeline` takes from the chain
+        meta["inference"] = recorded_settings(resolved).recorded()
     write_meta(dst, meta)
     return dst
 

@@ -26,9 +26,9 @@ from restoration.data.shards import DataConfig, prepare_batch
 from restoration.inference import InferenceSettings, choose_settings
 from restoration.metrics import mask_iou, score_image
 from restoration.pipeline import Pipeline, Restored
+from restoration.scoring import KEYS  # the figures a submission is scored by
 
 PANEL_COLUMNS = ("input", "known mask", "inpainted gray", "colorized", "ground truth")
-KEYS = ("S", "M", "C", "score", "psnr")
 
 
 def make_panel(gray_in: np.ndarray, restored: Restored, gt: np.ndarray) -> np.ndarray:
