@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import io
 import re
+import tokenize
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,6 +42,8 @@ __all__ = [
     "flatten",
     "field_paths",
     "parse_value",
+    "describe_fields",
+    "format_fields",
 ]
 
 
@@ -433,3 +438,80 @@ def flatten(cfg: Any) -> dict[str, Any]:
         return flat
 
     return walk(to_dict(cfg), "")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Help
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldHelp:
+    """One settable key of a config: what `--help-config` prints."""
+
+    key: str
+    type: str
+    default: Any
+    comment: str
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The comment written after (or on the lines right above) each field in `cls`'s source: the documentation a
+    reader of the code sees, shown to users too so that it cannot drift from a second copy."""
+    try:
+        lines, _ = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return {}
+    comments: dict[str, str] = {}
+    above: list[str] = []
+    for line in lines[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(stripped.lstrip("# ").strip())
+            continue
+        match = re.match(r"\s+(\w+)\s*:[^=]*(?:=.*)?$", line)
+        if match and not stripped.startswith(("def ", "@")):
+            trailing = ""
+            try:
+                tokens = list(tokenize.generate_tokens(io.StringIO(stripped).readline))
+                trailing = next((t.string.lstrip("# ").strip() for t in tokens if t.type == tokenize.COMMENT), "")
+            except (tokenize.TokenError, SyntaxError):
+                pass
+            text = trailing or " ".join(above)  # a comment block above may head a group of fields: second choice
+            if text and match.group(1) not in comments:
+                comments[match.group(1)] = text
+        above = []
+    return comments
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[FieldHelp]:
+    """Every dotted leaf key of the dataclass `cls` with its type, default and source comment, in field order."""
+    out: list[FieldHelp] = []
+    hints = _hints(cls)
+    comments = _field_comments(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            out.extend(describe_fields(tp, f"{prefix}{f.name}."))
+        else:
+            value = _plain(getattr(defaults, f.name))
+            kind = _type_name(tp).replace("pathlib.", "")
+            out.append(FieldHelp(f"{prefix}{f.name}", kind, value, comments.get(f.name, "")))
+    return out
+
+
+def format_fields(fields: Sequence[FieldHelp]) -> str:
+    """`key  type  default  # comment`, one key a line, sections separated by a blank line."""
+    width = max(len(f.key) for f in fields)
+    type_width = min(40, max(len(f.type) for f in fields))
+    rows, section = [], None
+    for f in fields:
+        head = f.key.split(".", 1)[0] if "." in f.key else ""
+        if section is not None and head != section:
+            rows.append("")
+        section = head
+        default = yaml.safe_dump(f.default, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+        line = f"{f.key:<{width}}  {f.type:<{type_width}}  = {default}"
+        rows.append(f"{line}  # {f.comment}" if f.comment else line)
+    return "\n".join(rows) + "\n"

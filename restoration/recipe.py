@@ -44,7 +44,10 @@ class RunConfig:
     num_panels: int = 4
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
-    resume: Literal["auto", "never"] = "auto"
+    # auto: resume from the newest complete checkpoint if there is one; must: refuse to start without one; never:
+    # refuse a run directory that already holds a run (`--fresh` moves it aside instead). A finished run is not
+    # trained again under any of them: raise run.max_steps to train it further
+    resume: Literal["auto", "must", "never"] = "auto"
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 on GPUs that support it, fp32 on CPU
     compile: bool = False
     find_unused_parameters: bool = False
@@ -104,6 +107,14 @@ def pipeline_meta(cfg: TrainConfig) -> dict[str, Any]:
 
 # -- checks across sections, made once all overrides are applied (a single section cannot make them) --------------
 
+# the networks each stage builds and trains (restoration/tasks/), rows of `weights.NETWORK_TABLE`
+STAGE_NETWORKS: dict[str, tuple[str, ...]] = {
+    "inpaint": ("mat_G", "mat_D"),
+    "colorize": ("color_G", "color_D"),
+    "joint": ("mat_G", "mat_D", "color_G", "color_D"),
+    "detector": ("detector",),
+    "gan_baseline": ("baseline_G", "baseline_D"),
+}
 MAT_STAGES = ("inpaint", "joint")  # the stages that build MAT's generator and discriminator (restoration/tasks/)
 MIN_IMAGE_SIZE = 32  # the U-Nets reflect-pad to their stride (32); the patch discriminators need about 24 px
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -33,7 +34,16 @@ from restoration.checkpoint import (
     load_latest_readable,
     save_checkpoint,
 )
-from restoration.config import ConfigError, dump_yaml, flatten, load_config, read_yaml, save_yaml
+from restoration.config import (
+    ConfigError,
+    describe_fields,
+    dump_yaml,
+    flatten,
+    format_fields,
+    load_config,
+    read_yaml,
+    save_yaml,
+)
 from restoration.data.batch_guard import DataStall, GuardedBatches, StopRequested
 from restoration.data.builtin import prepare_builtin_shards
 from restoration.data.shards import (
@@ -47,7 +57,9 @@ from restoration.data.shards import (
 from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, sync_batchnorm
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
+from restoration.preflight import preflight
 from restoration.recipe import RunConfig, TrainConfig, check_recipe, describe_changes, resume_changes
+from restoration.run_status import RunStatus, mark_finished, move_aside, run_status, unmark_finished
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
@@ -60,18 +72,46 @@ SETTINGS_TABLE = "inference_settings.json"  # in final/: every candidate setting
 def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], argparse.Namespace]:
     parser = argparse.ArgumentParser(
         prog="restoration-train",
-        description="Train a stage of the restoration pipeline. Positional arguments: an optional CONFIG.yaml "
-        "followed by dotted overrides such as optim.lr=1e-4 run.max_steps=500.",
+        description="Train a stage of the restoration pipeline: an optional CONFIG.yaml, then dotted overrides "
+        "such as optim.lr=1e-4 run.max_steps=500 (every key: --help-config). The data, weights files and "
+        "init.from_weights are checked before anything is created; a problem exits with 2.",
+        epilog="exit codes: 0 done (or nothing left to do), 1 failed, 2 bad config/data/weights (nothing created), "
+        "75 stopped by a signal after saving (requeue to resume)",
     )
     parser.add_argument("args", nargs="*", metavar="CONFIG.yaml | key=value")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--check", "--dry-run", dest="check", action="store_true",
+                        help="check the config, data, weights and run directory, print the resolved config and what "
+                        "a run would do (start, resume, nothing), and exit: 0 ready, 2 not")  # fmt: skip
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit (2 when "
+                        "the checks of --check find a problem)")  # fmt: skip
+    parser.add_argument("--help-config", action="store_true", help="list every config key with its type, default "
+                        "and meaning, and exit")  # fmt: skip
     parser.add_argument("--print-run-dir", action="store_true", help="print the run directory and exit (SLURM)")
-    ns = parser.parse_args(argv)
+    parser.add_argument("--resume", choices=("auto", "must", "never"), help="the same as run.resume=...: auto "
+                        "(default) resumes from the newest checkpoint if any, must refuses to start without one, "
+                        "never refuses a run directory that holds a run")  # fmt: skip
+    parser.add_argument("--fresh", action="store_true", help="start over: move an existing run directory aside "
+                        "(to NAME.replaced-TIME; nothing is deleted) and train from step 0")  # fmt: skip
+    ns = parser.parse_intermixed_args(argv)  # options may come after the overrides
     configs = [a for a in ns.args if "=" not in a]
     overrides = [a for a in ns.args if "=" in a]
     if len(configs) > 1:
         parser.error(f"give at most one config file, got {configs}")
+    if ns.resume:
+        overrides.append(f"run.resume={ns.resume}")
+    if ns.fresh and ns.resume == "must":
+        parser.error("--fresh starts over; it cannot be combined with --resume must")
     return (Path(configs[0]) if configs else None), overrides, ns
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("restoration")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def use_bf16(run: RunConfig) -> bool:
@@ -344,12 +384,19 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def claim_run_dir(run_dir: Path, accelerator: Accelerator) -> tuple[RunLock | None, int]:
-    """The main process creates and locks the run directory; if another training holds it (exit code 1) or it
-    cannot be written (exit code 2), every rank gives up: (None, exit code)."""
+def claim_run_dir(run_dir: Path, accelerator: Accelerator, *, fresh: bool = False) -> tuple[RunLock | None, int]:
+    """The main process creates and locks the run directory (`fresh`: after moving an existing one aside); if
+    another training holds it (exit code 1) or it cannot be written (exit code 2), every rank gives up: (None, exit
+    code). A collective: no rank looks into the directory before it is settled."""
     lock, refused = None, 0.0
     if accelerator.is_main_process:
         try:
+            if fresh:
+                if run_dir.is_dir():
+                    acquire_run_lock(run_dir).release()  # never move a directory another training holds
+                moved = move_aside(run_dir)
+                if moved is not None:
+                    print(f"--fresh: moved the previous {run_dir.name} to {moved}")
             run_dir.mkdir(parents=True, exist_ok=True)
             lock = acquire_run_lock(run_dir)
         except RunDirInUse as err:
@@ -376,7 +423,7 @@ def resumed_config_changes(cfg: TrainConfig, run_dir: Path, accelerator: Acceler
     changes: list = []
     refused = 0.0
     saved_path = run_dir / "config.yaml"
-    if accelerator.is_main_process and cfg.run.resume == "auto" and complete_checkpoints(run_dir):
+    if accelerator.is_main_process and cfg.run.resume != "never" and complete_checkpoints(run_dir):
         try:
             saved = read_yaml(saved_path) if saved_path.is_file() else {}
             changes = resume_changes(saved if isinstance(saved, dict) else {}, cfg)
@@ -408,16 +455,16 @@ def resumed_config_changes(cfg: TrainConfig, run_dir: Path, accelerator: Acceler
 
 
 def resume(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, task: Task) -> dict | None:
-    """The trainer state of the newest readable checkpoint (`run.resume=auto`), a fresh one, or None when every
+    """The trainer state of the newest readable checkpoint (`run.resume=auto|must`), a fresh one, or None when every
     checkpoint is unreadable (the caller stops: starting over would silently discard them)."""
     state: dict = {"step": 0, "mlflow_run_id": None, "nonfinite_skips": 0}
-    if cfg.run.resume != "auto" or not complete_checkpoints(run_dir):
+    if cfg.run.resume == "never" or not complete_checkpoints(run_dir):
         return state
     checkpoint, loaded = load_latest_readable(accelerator, run_dir, ema=task.parts.ema)
     if checkpoint is None:
         accelerator.print(
             f"error: none of the checkpoints in {run_dir / 'checkpoints'} can be read (see the warnings above). "
-            "Move them away to train from the start, or set run.resume=never."
+            "Move them away, or add --fresh to move the run aside and train from the start."
         )
         return None
     state.update(loaded)
@@ -441,32 +488,71 @@ def exit_lost_peer(err: Exception) -> None:
     os._exit(1)  # not `return`: tearing down a process group whose peer is gone can block or abort
 
 
+def is_first_rank() -> bool:
+    """Before the accelerator exists: whether this process is the job's rank 0 (it speaks for all)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def say(message: str, *, error: bool = False) -> None:
+    """One line from rank 0 (before the accelerator exists); errors go to stderr with the prefix `error: `."""
+    if is_first_rank():
+        print(f"error: {message}" if error else message, file=sys.stderr if error else sys.stdout, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     config_path, overrides, ns = parse_args(argv)
+    if ns.help_config:
+        print(format_fields(describe_fields(TrainConfig)), end="")
+        return 0
     try:
         cfg = load_config(TrainConfig, config_path, overrides)
         check_recipe(cfg)
     except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
+        if is_first_rank():
+            print(f"config error: {err}", file=sys.stderr)
         return 2
-    if ns.print_config:
-        print(dump_yaml(cfg), end="")
-        return 0
+    run_dir = (cfg.run.output_dir / cfg.run.name).resolve()
     if ns.print_run_dir:
-        print((cfg.run.output_dir / cfg.run.name).resolve())
+        print(run_dir)
         return 0
+    problems = preflight(cfg)
+    if ns.print_config or ns.check:
+        print(dump_yaml(cfg), end="")
+    for problem in problems:
+        say(problem, error=True)
+    if ns.print_config or problems:
+        return 2 if problems else 0
+    status = RunStatus("start") if ns.fresh else run_status(run_dir, cfg.run.resume, cfg.run.max_steps)
+    if ns.check:
+        if status.action == "refuse":
+            say(status.message, error=True)
+            return 2
+        moved = "; --fresh: the existing directory would be moved aside" if ns.fresh and run_dir.exists() else ""
+        plan = {"start": f"{run_dir}: would start a new run{moved}",
+                "resume": f"{run_dir}: would resume from its newest checkpoint", "done": status.message}  # fmt: skip
+        say(f"check passed: {plan[status.action]}")
+        return 0
+    if status.action == "done":
+        say(status.message)
+        return 0
+    if status.action == "refuse":
+        say(status.message, error=True)
+        return 2
     setup_logging()
     accelerator = make_accelerator(cfg.run)
-    run_dir = (cfg.run.output_dir / cfg.run.name).resolve()
-    lock, refused = claim_run_dir(run_dir, accelerator)
+    new_dir = not run_dir.exists() or ns.fresh
+    lock, refused = claim_run_dir(run_dir, accelerator, fresh=ns.fresh)
     if lock is None:
         return refused
     preemption = PreemptionFlag().install()
+    code = 1
     try:
         changes = resumed_config_changes(cfg, run_dir, accelerator)
         if isinstance(changes, int):
-            return changes
-        return train(cfg, accelerator, run_dir, preemption, changes)
+            code = changes
+            return code
+        code = train(cfg, accelerator, run_dir, preemption, changes)
+        return code
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -477,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         preemption.uninstall()
         lock.release()
+        if code == 2 and new_dir and accelerator.is_main_process and not complete_checkpoints(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # a refused start leaves nothing behind to resume into
 
 
 def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption: PreemptionFlag,
@@ -503,6 +591,8 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
         return 1
     step = int(state["step"])
     if is_main:
+        if step < cfg.run.max_steps:
+            unmark_finished(run_dir)  # a finished run trained further (run.max_steps raised)
         if changes and (run_dir / "config.yaml").is_file():
             (run_dir / "config.yaml").replace(run_dir / f"config.before-step-{step:08d}.yaml")
         # the override is for this resume only: a later one starting from this file is compared again
@@ -595,6 +685,8 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
     report_throughput(speed, accelerator, run_dir)
 
     finish(task, val_loader, cfg, accelerator, tracker, run_dir)
+    if is_main:
+        mark_finished(run_dir, step, mlflow_run_id=tracker.run_id or state.get("mlflow_run_id"))
     tracker.end()
     accelerator.wait_for_everyone()
     accelerator.end_training()

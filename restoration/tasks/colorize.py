@@ -16,7 +16,7 @@ from torch import Tensor
 from restoration.losses.color_gan import color_d_loss, color_g_terms, rebalanced_ce
 from restoration.losses.loss_config import LossConfig, active, weigh
 from restoration.precision import widen
-from restoration.recipe import TrainConfig
+from restoration.recipe import STAGE_NETWORKS, TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
 from restoration.weights import build_networks
 
@@ -33,7 +33,7 @@ class ColorizeStage:
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> ColorizeStage:
-        networks = build_networks(cfg, ("color_G", "color_D"))
+        networks = build_networks(cfg, STAGE_NETWORKS["colorize"])
         parts = assemble(cfg, accelerator, networks, ema=("color_G",), images_per_step=images_per_step, bf16=bf16)
         return cls(parts, cfg.loss)
 

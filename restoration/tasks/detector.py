@@ -17,7 +17,7 @@ from torch import Tensor
 from restoration.losses.dice import dice_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.precision import widen
-from restoration.recipe import TrainConfig
+from restoration.recipe import STAGE_NETWORKS, TrainConfig
 from restoration.tasks.parts import StageParts, assemble
 from restoration.weights import build_networks
 
@@ -33,7 +33,7 @@ class DetectionStage:
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> DetectionStage:
-        networks = build_networks(cfg, ("detector",))
+        networks = build_networks(cfg, STAGE_NETWORKS["detector"])
         parts = assemble(cfg, accelerator, networks, ema=("detector",), images_per_step=images_per_step, bf16=bf16)
         return cls(parts, cfg.loss)
 

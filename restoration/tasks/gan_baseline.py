@@ -17,7 +17,7 @@ from restoration.losses.adversarial import d_logistic_loss, g_nonsaturating_loss
 from restoration.losses.loss_config import LossConfig
 from restoration.losses.reconstruction import l1
 from restoration.precision import widen
-from restoration.recipe import TrainConfig
+from restoration.recipe import STAGE_NETWORKS, TrainConfig
 from restoration.tasks.parts import StageParts, assemble
 from restoration.weights import build_networks
 
@@ -31,7 +31,7 @@ class GanBaselineStage:
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> GanBaselineStage:
-        networks = build_networks(cfg, ("baseline_G", "baseline_D"))
+        networks = build_networks(cfg, STAGE_NETWORKS["gan_baseline"])
         parts = assemble(cfg, accelerator, networks, ema=("baseline_G",), images_per_step=images_per_step, bf16=bf16)
         return cls(parts, cfg.loss)
 

@@ -19,7 +19,7 @@ from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_l
 from restoration.models.mat import gray_to_mat_input, mat_inputs
 from restoration.models.mat_checkpoint import load_mat_weights
 from restoration.precision import widen
-from restoration.recipe import TrainConfig
+from restoration.recipe import STAGE_NETWORKS, TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
 from restoration.weights import build_networks
 
@@ -34,7 +34,7 @@ class InpaintStage:
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> InpaintStage:
-        networks = build_networks(cfg, ("mat_G", "mat_D"))
+        networks = build_networks(cfg, STAGE_NETWORKS["inpaint"])
         load_mat_weights(cfg.mat, networks["mat_G"], networks["mat_D"])
         parts = assemble(cfg, accelerator, networks, ema=("mat_G",), images_per_step=images_per_step, bf16=bf16)
         return cls(parts, cfg.loss, build_perceptual(cfg.loss.mat_perceptual, cfg.loss.perceptual_weights))

@@ -24,7 +24,7 @@ from restoration.losses.mat_gan import build_perceptual, lazy_r1_weight, mat_d_l
 from restoration.models.mat import gray_to_mat_input, mat_inputs, mat_output_to_luma
 from restoration.models.mat_checkpoint import load_mat_weights
 from restoration.precision import widen
-from restoration.recipe import TrainConfig
+from restoration.recipe import STAGE_NETWORKS, TrainConfig
 from restoration.tasks.parts import StageParts, assemble, step_report
 from restoration.weights import build_networks
 
@@ -48,7 +48,7 @@ class JointStage:
 
     @classmethod
     def build(cls, cfg: TrainConfig, accelerator: Accelerator, *, images_per_step: int, bf16: bool) -> JointStage:
-        networks = build_networks(cfg, ("mat_G", "mat_D", "color_G", "color_D"))
+        networks = build_networks(cfg, STAGE_NETWORKS["joint"])
         load_mat_weights(cfg.mat, networks["mat_G"], networks["mat_D"])
         parts = assemble(
             cfg, accelerator, networks, ema=("mat_G", "color_G"), images_per_step=images_per_step, bf16=bf16
