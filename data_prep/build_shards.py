@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from restoration.cli_help import DefaultsHelpFormatter
 from restoration.data.shard_build import build
 from restoration.data.shard_sources import VAL_MASKS, BuildError
 from restoration.image_io import OutputError, escape_undecodable_output
@@ -27,9 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="restoration-shards", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     for mode in ("contest", "photos"):
-        p = sub.add_parser(mode, help=f"build shards from the {mode} layout")
-        p.add_argument("--root", type=Path, required=True)
-        p.add_argument("--out", type=Path, required=True)
+        p = sub.add_parser(mode, help=f"build shards from the {mode} layout",
+                           formatter_class=DefaultsHelpFormatter)  # fmt: skip
+        layout = "train_input/, train_gt/ and the csv" if mode == "contest" else "photos, in subfolders or not"
+        p.add_argument("--root", type=Path, required=True, help=f"the folder holding the {layout}")
+        p.add_argument("--out", type=Path, required=True, help="the shard folder (a rerun rebuilds only what changed)")
         if mode == "contest":
             p.add_argument("--csv", default="train.csv", help="train.csv (input + gt) or test.csv (inputs only)")
         else:
@@ -44,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             help="hold out these groups instead of a fraction: top-level folders of --root (photos) or values of "
             "the csv's group column (contest); e.g. one folder per photo source, to validate on unseen sources",
         )  # fmt: skip
-        p.add_argument("--samples-per-shard", type=int, default=1000)
-        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--samples-per-shard", type=int, default=1000, help="samples per tar file")
+        p.add_argument("--workers", type=int, default=1, help="processes that decode and encode images")
         p.add_argument("--seed", type=int, default=0, help="seeds the val masks")
         p.add_argument("--strict", action="store_true", help="stop at the first bad input (non-zero exit)")
     ns = parser.parse_args(argv)

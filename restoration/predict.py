@@ -294,6 +294,10 @@ def run(pipeline: Pipeline, items: list[ImageItem], ns: argparse.Namespace, sett
         names = [item.name for item in items if item.name in done]
         write_zip(ns.out, names, ns.zip)
         print(f"submission zip: {ns.zip} ({len(names)} files)")
+    if not (report["written"] or report["existing"]):
+        print(f"error: no image restored: none of the {len(items)} input(s) could be read as an image",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 1 if (ns.strict and report["skipped"]) else 0
 
 

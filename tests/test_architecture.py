@@ -24,16 +24,19 @@ LAYERS: list[tuple[str, ...]] = [
         "restoration.config", "restoration.data", "restoration.models", "restoration.losses", "restoration.metrics",
         "restoration.preemption", "restoration.optim", "restoration.inference", "restoration.distributed",
         "restoration.precision", "restoration.throughput", "restoration.anchors",
+        "restoration.cli_help",  # argparse help with defaults, for every command line
     ),
     (  # 1: files
         "restoration.checkpoint", "restoration.image_io", "restoration.image_decoding",
         "restoration.models.mat_checkpoint",  # official MAT checkpoints: reads files, so above restoration.models
         "restoration.scoring",  # prediction folders, zips and the anchors scored like a submission
         "restoration.data.shard_sources", "restoration.data.shard_build", "restoration.data.builtin",  # shard building
+        "restoration.run_status",  # a run directory: start, resume, done or refuse
     ),
     ("restoration.weights",),  # 2: exported weights and the network table
     ("restoration.recipe", "restoration.tracking", "restoration.pipeline"),  # 3: the recipe, tracking, the pipeline
-    ("restoration.tasks", "restoration.validation"),  # 4: stages, and validation through the pipeline
+    # 4: stages, validation through the pipeline, the checks a training makes before it creates anything
+    ("restoration.tasks", "restoration.validation", "restoration.preflight"),
     ("restoration.mlflow_model",),  # 5: the pipeline as an MLflow model
     (*ENTRY_POINTS, "data_prep"),  # 6: entry points and CLIs (data_prep: restoration-shards)
 ]  # fmt: skip

@@ -222,3 +222,12 @@ def test_non_utf8_names_reach_rejected_csv_as_bytes(tmp_path):
 def test_a_non_utf8_key_seeds_its_draws():
     draws = [torch.rand(3, generator=image_generator(0, BAD, 0, torch.device("cpu"))) for _ in range(2)]
     assert torch.equal(*draws)
+
+
+def test_inputs_none_of_which_is_an_image_exit_1_saying_so(tmp_path, fake_model, capsys):  # noqa: F811
+    text = tmp_path / "README.md"
+    text.write_text("# not an image\n")
+    assert predict.main([*fake_model, "--input", str(text), "--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert "error: no image restored: none of the 1 input(s) could be read as an image" in captured.err
+    assert f"{text}: not a readable image" in captured.out

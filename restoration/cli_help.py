@@ -1,0 +1,25 @@
+"""Help that shows each option's default, as users of argparse-based tools expect, without the noise of
+"(default: None)" on required options and flags."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help when X says something: not for required options, flags, empty
+    values, or help that already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text
+            or action.required
+            or any(default is nothing for nothing in (None, False, True, argparse.SUPPRESS))
+            or default == ""
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
