@@ -44,7 +44,7 @@ from restoration.data.shards import (
     read_manifest,
     verify_shards,
 )
-from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, sync_batchnorm
+from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, say, sync_batchnorm
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.recipe import RunConfig, TrainConfig, check_recipe, describe_changes, resume_changes
@@ -236,7 +236,7 @@ def log_eval(scores: dict[str, float], panels: list, accelerator: Accelerator, t
     if accelerator.is_main_process:
         with open(run_dir / "eval.jsonl", "a") as fh:
             fh.write(json.dumps({"step": step, **scores}) + "\n")
-    accelerator.print(f"step {step}{label}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    say(accelerator, f"step {step}{label}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
 
 
 def train_step(task: Task, batches: GuardedBatches, accelerator: Accelerator, cfg: TrainConfig, step: int) -> dict:
@@ -272,8 +272,8 @@ def train_metrics(
 
 
 def report_throughput(speed: Throughput, accelerator: Accelerator, run_dir: Path) -> None:
-    """Print this process's steady-state training speed and keep it in `throughput.json` (main process)."""
-    accelerator.print(speed.describe())
+    """Print the main process's steady-state training speed and keep it in `throughput.json`."""
+    say(accelerator, speed.describe())
     if accelerator.is_main_process:
         speed.write(run_dir / "throughput.json")
 
@@ -294,8 +294,8 @@ def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfi
     )  # fmt: skip
     for label, m in results.items():
         line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
-        accelerator.print(f"inference {label:>18} on the val split: {line}"
-                          + ("  <- default" if label == chosen.label() else ""))  # fmt: skip
+        say(accelerator, f"inference {label:>18} on the val split: {line}"
+            + ("  <- default" if label == chosen.label() else ""))  # fmt: skip
         slug = label.replace(", chroma x", "_chroma")
         tracker.log_metrics({f"inference_{slug}/{k}": m[k] for k in ("S", "M", "C", "score")}, step=cfg.run.max_steps)
     tracker.log_params({f"inference.{k}": v for k, v in chosen.recorded().items()})
@@ -320,7 +320,7 @@ def finish(task: Task, val_loader, cfg: TrainConfig, accelerator: Accelerator, t
         table = {"chosen": chosen, "split": "val", "scores": results}
         (final_dir / SETTINGS_TABLE).write_text(json.dumps(table, indent=2))
     tracker.log_dir(final_dir, "final")
-    accelerator.print(f"done: final weights in {final_dir}")
+    say(accelerator, f"done: final weights in {final_dir}")
     if cfg.run.log_model and tracker.run_id and task.logs_model:
         log_model(final_dir, default_tracking_uri(cfg.run.output_dir), tracker.run_id, cfg.run.register_model)
 
@@ -415,13 +415,15 @@ def resume(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, task: Task
         return state
     checkpoint, loaded = load_latest_readable(accelerator, run_dir, ema=task.parts.ema)
     if checkpoint is None:
-        accelerator.print(
+        say(
+            accelerator,
             f"error: none of the checkpoints in {run_dir / 'checkpoints'} can be read (see the warnings above). "
-            "Move them away to train from the start, or set run.resume=never."
+            "Move them away to train from the start, or set run.resume=never.",
+            file=sys.stderr,
         )
         return None
     state.update(loaded)
-    accelerator.print(f"resuming from {checkpoint} at step {state['step']}")
+    say(accelerator, f"resuming from {checkpoint} at step {state['step']}")
     return state
 
 
@@ -510,8 +512,8 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
                   run_dir / "config.yaml")  # fmt: skip
     tracker = start_tracking(cfg, accelerator, state, run_dir, bf16)
     if changes:
-        accelerator.print(f"resumed at step {step} with changed settings (run.allow_config_change=true): "
-                          f"{describe_changes(changes)}")  # fmt: skip
+        say(accelerator, f"resumed at step {step} with changed settings (run.allow_config_change=true): "
+                         f"{describe_changes(changes)}")  # fmt: skip
         tracker.set_tags({"resume.changed_keys": describe_changes(changes), "resume.changed_at_step": str(step),
                           f"resume.step_{step}.changed_keys": describe_changes(changes)})  # fmt: skip
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -531,9 +533,10 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
     # -- the loop -----------------------------------------------------------------------------------------------
     if cfg.run.eval_at_start and step == 0:
         run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, 0)
-    accelerator.print(
+    say(
+        accelerator,
         f"stage={cfg.stage} ranks={world} ({accelerator.distributed_type}) precision={'bf16' if bf16 else 'fp32'} "
-        f"effective_batch={effective_batch(cfg, accelerator)} run_dir={run_dir}"
+        f"effective_batch={effective_batch(cfg, accelerator)} run_dir={run_dir}",
     )
     progress = tqdm(total=cfg.run.max_steps, initial=step, disable=not is_main, desc=f"{cfg.stage}", unit="step")
     nonfinite_in_a_row = 0
@@ -546,7 +549,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
         except StopRequested:  # a stop signal while waiting for data: save where the run is
             losses = None
         except DataStall as err:
-            accelerator.print(f"error: {err}")
+            print(f"error: rank {rank} of {world}: {err}" if world > 1 else f"error: {err}", file=sys.stderr)
             tracker.end(status="FAILED")
             return 1
         if losses is not None:
@@ -557,9 +560,11 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
             nonfinite_in_a_row = nonfinite_in_a_row + 1 if skipped else 0
             state["nonfinite_skips"] = int(state.get("nonfinite_skips", 0)) + skipped
             if nonfinite_in_a_row >= cfg.run.max_nonfinite_steps:
-                accelerator.print(
+                say(
+                    accelerator,
                     f"aborting at step {step}: {nonfinite_in_a_row} steps in a row had non-finite gradients. "
-                    "Lower optim.lr, check the data, or resume from the last checkpoint with a fix."
+                    "Lower optim.lr, check the data, or resume from the last checkpoint with a fix.",
+                    file=sys.stderr,
                 )
                 tracker.end(status="FAILED")
                 return 1
@@ -585,7 +590,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
             )  # fmt: skip
         if stop:
             report_throughput(speed, accelerator, run_dir)
-            accelerator.print(f"stop signal ({preemption.signal_name or 'on another rank'}): saved step {step}")
+            say(accelerator, f"stop signal ({preemption.signal_name or 'on another rank'}): saved step {step}")
             if is_main:
                 (run_dir / "REQUEUE").write_text(f"{step}\n")
             tracker.end(status="KILLED")
