@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +60,20 @@ def fluent_mlflow(tracking_uri: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def git_sha(cwd: Path | None = None) -> str:
-    """The commit of the code that runs, or 'unknown' outside a git checkout."""
+def git_output(args: list[str], cwd: Path | None = None) -> str | None:
+    """What `git ARGS` prints in the checkout of the code that runs (stripped), or None where git or the checkout is
+    missing, or the command fails: a run without git must still train."""
     here = cwd or Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
-        )
-        return out.stdout.strip()
+        out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=True)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return out.stdout.strip()
+
+
+def git_sha(cwd: Path | None = None) -> str:
+    """The commit of the code that runs, or 'unknown' outside a git checkout."""
+    return git_output(["rev-parse", "HEAD"], cwd) or "unknown"
 
 
 PROBE_TIMEOUT_S = 5.0  # how long a start waits for a tracking server before training goes on without it
@@ -113,6 +117,7 @@ class Tracker:
         self._next_try = 0.0
         self._params: dict[str, Any] = {}
         self._tags: dict[str, str] = {}
+        self._inputs: list[Any] = []  # mlflow.entities.DatasetInput
         self._metrics: list[Any] = []
         self._skipped = 0
         self._monitor: Any = None
@@ -195,6 +200,15 @@ class Tracker:
         if not self.enabled:
             return
         self._tags.update({k: _param_value(v) for k, v in tags.items()})
+        if self._online():
+            self._flush()
+
+    def log_inputs(self, inputs: Sequence[Any]) -> None:
+        """`mlflow.entities.DatasetInput`s: the data the run used ("Datasets used" in the UI). Kept like tags while the
+        store is unreachable; logging one again (a resume) is a no-op in MLflow, which keeps a dataset once per run."""
+        if not (self.enabled and inputs):
+            return
+        self._inputs.extend(inputs)
         if self._online():
             self._flush()
 
@@ -295,6 +309,10 @@ class Tracker:
             batch = [RunTag(k, v) for k, v in tags.items()]
             if not self._call("set tags", lambda: self._client.log_batch(self.run_id, tags=batch)):
                 self._tags = {**tags, **self._tags}
+        if self._inputs and self._offline is None:
+            inputs, self._inputs = self._inputs, []
+            if not self._call("log inputs", lambda: self._client.log_inputs(self.run_id, datasets=inputs)):
+                self._inputs = [*inputs, *self._inputs]
         while self._metrics and self._offline is None:
             batch = self._metrics[:1000]
             if not self._call("log metrics", lambda batch=batch: self._client.log_batch(self.run_id, metrics=batch)):

@@ -48,6 +48,7 @@ from restoration.distributed import is_peer_loss, process_group_kwargs, replica_
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.recipe import RunConfig, TrainConfig, check_recipe, describe_changes, resume_changes
+from restoration.run_metadata import log_run_origin
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
@@ -175,8 +176,10 @@ def prepared_task(cfg: TrainConfig, accelerator: Accelerator, bf16: bool) -> Tas
     return task
 
 
-def start_tracking(cfg: TrainConfig, accelerator: Accelerator, state: dict, run_dir: Path, bf16: bool) -> Tracker:
-    """The MLflow run (main process only; resumed from the checkpoint's run id) with the resolved config."""
+def start_tracking(cfg: TrainConfig, accelerator: Accelerator, state: dict, run_dir: Path, bf16: bool,
+                   config_file: Path | None = None) -> Tracker:  # fmt: skip
+    """The MLflow run (main process only; resumed from the checkpoint's run id) with the resolved config, where it
+    came from (`run_metadata`: user, entry point, git, SLURM job, a description) and the shards as its dataset."""
     tracker = Tracker(enabled=accelerator.is_main_process and cfg.run.tracking)
     tracker.start(
         tracking_uri=default_tracking_uri(cfg.run.output_dir),
@@ -198,6 +201,8 @@ def start_tracking(cfg: TrainConfig, accelerator: Accelerator, state: dict, run_
         }
     )
     tracker.log_artifact(run_dir / "config.yaml")
+    log_run_origin(tracker, stage=cfg.stage, config_file=config_file, data_root=cfg.data.root,
+                   world_size=accelerator.num_processes)  # fmt: skip
     return tracker
 
 
@@ -468,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         changes = resumed_config_changes(cfg, run_dir, accelerator)
         if isinstance(changes, int):
             return changes
-        return train(cfg, accelerator, run_dir, preemption, changes)
+        return train(cfg, accelerator, run_dir, preemption, changes, config_path)
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -482,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption: PreemptionFlag,
-          changes: list | None = None) -> int:  # fmt: skip
+          changes: list | None = None, config_file: Path | None = None) -> int:  # fmt: skip
     """`changes`: the run-defining settings this resume changes with `run.allow_config_change=true` (main process),
     recorded in config.yaml (the previous one kept as config.before-step-N.yaml) and MLflow once the resume worked."""
     # -- run directory, data, the stage resumed from its newest readable checkpoint, its MLflow run ---------------
@@ -510,7 +515,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
         # the override is for this resume only: a later one starting from this file is compared again
         save_yaml(dataclasses.replace(as_given, run=dataclasses.replace(as_given.run, allow_config_change=False)),
                   run_dir / "config.yaml")  # fmt: skip
-    tracker = start_tracking(cfg, accelerator, state, run_dir, bf16)
+    tracker = start_tracking(cfg, accelerator, state, run_dir, bf16, config_file)
     if changes:
         say(accelerator, f"resumed at step {step} with changed settings (run.allow_config_change=true): "
                          f"{describe_changes(changes)}")  # fmt: skip
