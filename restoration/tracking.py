@@ -8,9 +8,12 @@ runs), and a tracking outage must only warn: losing a dashboard is better than l
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import posixpath
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -235,7 +238,34 @@ class Tracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         self._send("log a text artifact", lambda: self._client.log_text(self.run_id, text, artifact_file))
 
+    def log_table(self, data: Mapping[str, Sequence], artifact_file: str, step: int) -> None:
+        """A table (column -> values, plus a `step` column) that the UI shows as one (`MlflowClient.log_table`).
+        MLflow appends to a table already there: rows of a new step are appended (a resumed run that trains longer
+        ends again), rows of a step the table holds are not (the end of a run repeated after a preemption)."""
+
+        def _log() -> None:
+            if step in self._table_steps(artifact_file):
+                return
+            rows = len(next(iter(data.values()), []))
+            self._client.log_table(self.run_id, data={**data, "step": [step] * rows}, artifact_file=artifact_file)
+
+        self._send("log a table", _log)
+
     # -- internals -------------------------------------------------------------------------------------------
+    def _table_steps(self, artifact_file: str) -> set[int]:
+        """The `step` values of a table logged by `log_table` (none when it is not there). Read from the file, which
+        `MlflowClient.log_table` writes as pandas' "split" JSON: `MlflowClient.load_table` finds runs through the
+        process-wide (fluent) tracking URI, not this client's."""
+        parent = posixpath.dirname(artifact_file) or None
+        if artifact_file not in {a.path for a in self._client.list_artifacts(self.run_id, parent)}:
+            return set()
+        with tempfile.TemporaryDirectory() as tmp:
+            logged = json.loads(Path(self._client.download_artifacts(self.run_id, artifact_file, tmp)).read_text())
+        if "step" not in logged["columns"]:
+            return set()
+        column = logged["columns"].index("step")
+        return {int(row[column]) for row in logged["data"]}
+
     def _connect(self) -> bool:
         """Reach the store and open the run; on failure remember why and try again after `retry_s`."""
         reason = unreachable(self._target["uri"])

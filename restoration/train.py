@@ -24,6 +24,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
+from restoration.anchors import fill_method
 from restoration.checkpoint import (
     CheckpointWriteError,
     RunDirInUse,
@@ -49,13 +50,16 @@ from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.recipe import RunConfig, TrainConfig, check_recipe, describe_changes, resume_changes
 from restoration.run_metadata import log_run_origin
+from restoration.scoring import KEYS
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
-from restoration.validation import choose, evaluate
+from restoration.validation import ANCHOR_KEYS, anchor_scores, choose, evaluate
 
 log = logging.getLogger("restoration.train")
 SETTINGS_TABLE = "inference_settings.json"  # in final/: every candidate setting's val scores and the chosen one
+CANDIDATES_TABLE = "inference_candidates.json"  # in the MLflow run: the same as a table, a row per candidate and step
+ANCHORS_FILE = "val_anchors.json"  # in final/: the classical anchors scored on the val images the model is scored on
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], argparse.Namespace]:
@@ -284,35 +288,66 @@ def report_throughput(speed: Throughput, accelerator: Accelerator, run_dir: Path
 
 
 def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker: Tracker, run_dir: Path
-               ) -> tuple[dict | None, dict]:  # fmt: skip
+               ) -> tuple[dict | None, dict, dict]:  # fmt: skip
     """The last validation (collective): the settings the export keeps are chosen on the val split
     (`validation.choose`; MAT or a classical fill, the colorizer's chroma strength), and the val score logged for
-    the last step is theirs, the score `restoration-predict` gives with the export. Returns (the settings to record,
-    or None when nothing was chosen, the scores per candidate)."""
+    the last step is theirs, the score `restoration-predict` gives with the export; the classical anchors are scored
+    on the same images. Returns (the settings to record, or None when nothing was chosen; the scores per candidate;
+    the anchors' report, `ANCHORS_FILE`'s content)."""
+    step = cfg.run.max_steps
     pipeline = stage_pipeline(task, cfg, accelerator)
-    if not (cfg.run.choose_settings and pipeline.has_choices):
-        run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, cfg.run.max_steps)
-        return None, {}
-    chosen, results, panels = choose(
-        pipeline, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches, num_panels=cfg.run.num_panels,
-        scores_masks=task.scores_masks,
-    )  # fmt: skip
-    for label, m in results.items():
-        line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
-        say(accelerator, f"inference {label:>18} on the val split: {line}"
-            + ("  <- default" if label == chosen.label() else ""))  # fmt: skip
-        slug = label.replace(", chroma x", "_chroma")
-        tracker.log_metrics({f"inference_{slug}/{k}": m[k] for k in ("S", "M", "C", "score")}, step=cfg.run.max_steps)
+    choosing = cfg.run.choose_settings and pipeline.has_choices
+    if choosing:
+        chosen, results, panels = choose(
+            pipeline, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches,
+            num_panels=cfg.run.num_panels, scores_masks=task.scores_masks,
+        )  # fmt: skip
+        for label, m in results.items():
+            line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
+            say(accelerator, f"inference {label:>18} on the val split: {line}"
+                + ("  <- chosen" if label == chosen.label() else ""))  # fmt: skip
+    else:
+        run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, step)
+    anchors = val_anchors(val_loader, accelerator, cfg, tracker, step)
+    if not choosing:
+        return None, {}, anchors
+    log_candidates(tracker, results, chosen.label(), pipeline.defaults.label(), step)
     tracker.log_params({f"inference.{k}": v for k, v in chosen.recorded().items()})
-    log_eval(results[chosen.label()], panels, accelerator, tracker, run_dir, cfg.run.max_steps, f" ({chosen.label()})")
-    return chosen.recorded(), results
+    log_eval(results[chosen.label()], panels, accelerator, tracker, run_dir, step, f" ({chosen.label()})")
+    return chosen.recorded(), results, anchors
+
+
+def log_candidates(tracker: Tracker, results: dict[str, dict], chosen: str, default: str, step: int) -> None:
+    """The candidate settings as one MLflow table (`CANDIDATES_TABLE`) and two metrics, the chosen setting's score
+    and its gain over the pipeline's default setting: a metric per candidate and score would be ~20 single points
+    that crowd the run's charts."""
+    labels = list(results)
+    table = {"setting": labels, **{k: [results[label][k] for label in labels] for k in KEYS}}
+    table |= {"chosen": [label == chosen for label in labels], "default": [label == default for label in labels]}
+    tracker.log_table(table, CANDIDATES_TABLE, step)
+    metrics = {"inference/chosen_score": results[chosen]["score"]}
+    if default in results:
+        metrics["inference/gain_over_default"] = results[chosen]["score"] - results[default]["score"]
+    tracker.log_metrics(metrics, step)
+
+
+def val_anchors(val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker: Tracker, step: int) -> dict:
+    """The classical anchors (`validation.VAL_ANCHORS`) on the val images the model is scored on (collective):
+    printed, logged as `val_anchor/<name>/score`, returned as `ANCHORS_FILE`'s content."""
+    scores, images = anchor_scores(val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches)
+    for name, m in scores.items():
+        ran = fill_method("telea") if name == "telea" else name  # without OpenCV, Telea's fill is the biharmonic one
+        label = name if ran == name else f"{name} ({ran})"
+        say(accelerator, f"anchor {label:>21} on the val split: " + "  ".join(f"{k}={m[k]:.4f}" for k in ANCHOR_KEYS))
+    tracker.log_metrics({f"val_anchor/{name}/score": m["score"] for name, m in scores.items()}, step)
+    return {"split": "val", "images": images, "scores": scores}
 
 
 def finish(task: Task, val_loader, cfg: TrainConfig, accelerator: Accelerator, tracker: Tracker, run_dir: Path
            ) -> None:  # fmt: skip
     """The final validation and the choice of settings (collective), the DDP replica check (collective), the export
     of the EMA weights with the chosen settings, the MLflow model."""
-    chosen, results = final_eval(task, val_loader, accelerator, cfg, tracker, run_dir)
+    chosen, results, anchors = final_eval(task, val_loader, accelerator, cfg, tracker, run_dir)
     plain = {k: accelerator.unwrap_model(v) for k, v in task.parts.networks.items()}
     report = replica_report(accelerator, plain)
     if not accelerator.is_main_process:
@@ -324,6 +359,7 @@ def finish(task: Task, val_loader, cfg: TrainConfig, accelerator: Accelerator, t
     if results:
         table = {"chosen": chosen, "split": "val", "scores": results}
         (final_dir / SETTINGS_TABLE).write_text(json.dumps(table, indent=2))
+    (final_dir / ANCHORS_FILE).write_text(json.dumps(anchors, indent=2))
     tracker.log_dir(final_dir, "final")
     say(accelerator, f"done: final weights in {final_dir}")
     if cfg.run.log_model and tracker.run_id and task.logs_model:

@@ -1,15 +1,21 @@
 """What a training run records in MLflow beyond its metrics: where it came from (user, entry point, git, SLURM, a
-description) and the shards as its dataset."""
+description), the shards as its dataset, the inference candidates as one table, and the classical anchors on its
+val split."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+from accelerate import Accelerator
 from conftest import TINY_CONFIG
 
-from restoration.data.shards import read_manifest
+from restoration.config import load_config
+from restoration.data.shards import make_val_loader, read_manifest
+from restoration.recipe import TrainConfig
 from restoration.run_metadata import (
     GitInfo,
     RunOrigin,
@@ -22,7 +28,8 @@ from restoration.run_metadata import (
     run_tags,
     source_tags,
 )
-from restoration.tracking import git_sha
+from restoration.tracking import Tracker, git_sha
+from restoration.validation import VAL_ANCHORS, anchor_scores, evaluate
 
 GIT = GitInfo(commit="0123abc", branch="main", repo_url="https://github.com/org/restoration.git", dirty=False)
 
@@ -123,10 +130,49 @@ def test_the_digest_follows_the_shards_bytes_not_the_folder(tiny_shards):
     assert json.loads(dataset._to_mlflow_entity().profile)["val_samples"] == manifest["totals"]["val"]
 
 
+# -- the anchors on the val split ------------------------------------------------------------------------------
+
+
+def test_the_anchors_are_scored_on_the_images_evaluate_scores(tiny_shards):
+    data = load_config(TrainConfig, TINY_CONFIG, [f"data.root={tiny_shards}"]).data
+    loader = make_val_loader(data, batch_size=2, rank=0, world_size=1)
+    accelerator = Accelerator(cpu=True)
+    scores, images = anchor_scores(loader, accelerator, data, max_batches=1)
+    assert images == 2
+    assert list(scores) == list(VAL_ANCHORS)
+    all_scores, all_images = anchor_scores(loader, accelerator, data)
+    # `evaluate` with a pipeline that answers the input unchanged scores what the `input` anchor scores
+    unchanged = SimpleNamespace(restore=lambda inputs, **_: [SimpleNamespace(rgb=x[..., None].repeat(3, -1))
+                                                             for x in inputs])  # fmt: skip
+    by_evaluate, _ = evaluate(unchanged, None, loader, accelerator, data, num_panels=0)
+    assert all_images == by_evaluate["samples"] > 2
+    for key in ("S", "M", "C", "score"):
+        assert all_scores["input"][key] == pytest.approx(by_evaluate[key], abs=1e-9), key
+    assert all_scores["true_gray"]["M"] > all_scores["input"]["M"]
+
+
+# -- the tracker -----------------------------------------------------------------------------------------------
+
+
+def test_a_table_gets_a_steps_rows_once(tmp_path):
+    tracker = Tracker(enabled=True)
+    tracker.start(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="t", run_name="r",
+                  artifact_root=tmp_path / "mlruns")  # fmt: skip
+    table = {"setting": ["tile", "fill"], "score": [0.5, 0.6]}
+    tracker.log_table(table, "inference_candidates.json", step=3)
+    tracker.log_table(table, "inference_candidates.json", step=3)  # the end of a run, repeated after a preemption
+    tracker.log_table({"setting": ["tile", "fill"], "score": [0.55, 0.7]}, "inference_candidates.json", step=5)
+    tracker.end()
+    local = tracker._client.download_artifacts(tracker.run_id, "inference_candidates.json", str(tmp_path))
+    logged = json.loads(Path(local).read_text())
+    assert logged["columns"] == ["setting", "score", "step"]
+    assert logged["data"] == [["tile", 0.5, 3], ["fill", 0.6, 3], ["tile", 0.55, 5], ["fill", 0.7, 5]]
+
+
 # -- a whole run -----------------------------------------------------------------------------------------------
 
 
-def test_a_run_records_its_origin_and_data(tmp_path):
+def test_a_run_records_its_origin_data_candidates_and_anchors(tmp_path):
     """The tiny config on the built-in data (`data.root=builtin`, built into the run's output folder)."""
     from mlflow.tracking import MlflowClient
 
@@ -137,7 +183,7 @@ def test_a_run_records_its_origin_and_data(tmp_path):
     assert main(args) == 0
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    tags = run.data.tags
+    run_id, tags = run.info.run_id, run.data.tags
 
     assert tags["mlflow.user"]
     assert tags["mlflow.source.name"]
@@ -152,8 +198,36 @@ def test_a_run_records_its_origin_and_data(tmp_path):
     assert used.dataset.name == "builtin-64/shards"
     assert {t.key: t.value for t in used.tags} == {"mlflow.data.context": "training"}
 
+    assert not [k for k in run.data.metrics if k.startswith("inference_")]
+    assert run.data.metrics["inference/gain_over_default"] >= 0.0  # the default setting is a candidate
+    settings = json.loads((tmp_path / "runs" / "origin" / "final" / "inference_settings.json").read_text())
+    rows = candidate_rows(client, run_id, tmp_path / "table-3")
+    assert [r["setting"] for r in rows] == list(settings["scores"])
+    assert {r["step"] for r in rows} == {3}
+    (chosen,) = [r for r in rows if r["chosen"]]
+    assert chosen["score"] == pytest.approx(run.data.metrics["inference/chosen_score"])
+    assert chosen["setting"] == max(settings["scores"], key=lambda label: settings["scores"][label]["score"])
+
+    anchors = json.loads((tmp_path / "runs" / "origin" / "final" / "val_anchors.json").read_text())
+    assert anchors["split"] == "val"
+    assert anchors["images"] == 4  # run.eval_batches=2 batches of 2: the images the model is scored on
+    assert set(anchors["scores"]) == {"input", "telea", "true_gray"}
+    assert anchors["scores"]["true_gray"]["M"] > anchors["scores"]["input"]["M"]
+    for name, m in anchors["scores"].items():
+        assert set(m) == {"S", "M", "C", "score"}
+        assert run.data.metrics[f"val_anchor/{name}/score"] == pytest.approx(m["score"])
+    assert "val_anchors.json" in {Path(a.path).name for a in client.list_artifacts(run_id, "final")}
+
     assert main([*args, "run.max_steps=4"]) == 0  # resumed: the tags are set again, the dataset is kept once
     (resumed,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert resumed.info.run_id == run.info.run_id
     assert [i.dataset.digest for i in resumed.inputs.dataset_inputs] == [used.dataset.digest]
     assert resumed.data.tags["mlflow.note.content"] == tags["mlflow.note.content"]
+    steps = [r["step"] for r in candidate_rows(client, run_id, tmp_path / "table-4")]
+    assert steps == [3] * len(rows) + [4] * len(rows)  # the candidates of the longer run's end appended
+
+
+def candidate_rows(client, run_id: str, dst: Path) -> list[dict]:
+    dst.mkdir()
+    table = json.loads(Path(client.download_artifacts(run_id, "inference_candidates.json", str(dst))).read_text())
+    return [dict(zip(table["columns"], row)) for row in table["data"]]
