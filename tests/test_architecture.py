@@ -32,7 +32,9 @@ LAYERS: list[tuple[str, ...]] = [
         "restoration.data.shard_sources", "restoration.data.shard_build", "restoration.data.builtin",  # shard building
     ),
     ("restoration.weights",),  # 2: exported weights and the network table
-    ("restoration.recipe", "restoration.tracking", "restoration.pipeline"),  # 3: the recipe, tracking, the pipeline
+    (  # 3: the recipe, tracking and what a run records of its origin, the pipeline
+        "restoration.recipe", "restoration.tracking", "restoration.run_metadata", "restoration.pipeline",
+    ),
     ("restoration.tasks", "restoration.validation"),  # 4: stages, and validation through the pipeline
     ("restoration.mlflow_model",),  # 5: the pipeline as an MLflow model
     (*ENTRY_POINTS, "data_prep"),  # 6: entry points and CLIs (data_prep: restoration-shards)
