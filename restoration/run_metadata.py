@@ -105,6 +105,7 @@ def current_user() -> str:
 
 
 def run_origin() -> RunOrigin:
+    """This process's user, host, entry point, checkout and SLURM variables (a few git calls: main process only)."""
     return RunOrigin(
         user=current_user(),
         host=socket.gethostname(),
