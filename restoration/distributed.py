@@ -14,12 +14,16 @@ the global batch, and running statistics that stay equal on every rank.
   local batch, and buffers are not broadcast (see `train.make_accelerator`). `average_running_stats` averages them
   over the ranks after every optimizer step: their updates are affine in the batch mean, so the average is exactly
   what one big batch would have given, and the replicas, EMA copies included, stay equal.
+- **Log lines once per job.** `accelerator.print` prints on each node's local main process, so a 16-node job
+  would show every progress line 16 times; `say` prints on the global main process only. An error that concerns
+  one rank is printed by that rank, to stderr.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import TextIO
 
 import torch
 import torch.distributed as dist
@@ -41,6 +45,13 @@ def process_group_kwargs(timeout_s: float) -> InitProcessGroupKwargs:
     accelerate passes only values that differ from its default (600 s, NCCL's), so 600 s exactly would leave gloo at
     its own 1800 s: one microsecond more keeps the value the user asked for."""
     return InitProcessGroupKwargs(timeout=timedelta(seconds=timeout_s, microseconds=1))
+
+
+def say(accelerator: Accelerator, message: str, *, file: TextIO | None = None) -> None:
+    """Print a line once per job: on the global main process (flushed: a batch job's log is a file, and a progress
+    line sitting in a buffer says nothing about where the job is)."""
+    if accelerator.is_main_process:
+        print(message, file=file, flush=True)
 
 
 def is_peer_loss(err: BaseException) -> bool:

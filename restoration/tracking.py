@@ -8,14 +8,17 @@ runs), and a tracking outage must only warn: losing a dashboard is better than l
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import posixpath
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +63,20 @@ def fluent_mlflow(tracking_uri: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def git_sha(cwd: Path | None = None) -> str:
-    """The commit of the code that runs, or 'unknown' outside a git checkout."""
+def git_output(args: list[str], cwd: Path | None = None) -> str | None:
+    """What `git ARGS` prints in the checkout of the code that runs (stripped), or None where git or the checkout is
+    missing, or the command fails: a run without git must still train."""
     here = cwd or Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
-        )
-        return out.stdout.strip()
+        out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=True)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return out.stdout.strip()
+
+
+def git_sha(cwd: Path | None = None) -> str:
+    """The commit of the code that runs, or 'unknown' outside a git checkout."""
+    return git_output(["rev-parse", "HEAD"], cwd) or "unknown"
 
 
 PROBE_TIMEOUT_S = 5.0  # how long a start waits for a tracking server before training goes on without it
@@ -113,6 +120,7 @@ class Tracker:
         self._next_try = 0.0
         self._params: dict[str, Any] = {}
         self._tags: dict[str, str] = {}
+        self._inputs: list[Any] = []  # mlflow.entities.DatasetInput
         self._metrics: list[Any] = []
         self._skipped = 0
         self._monitor: Any = None
@@ -198,6 +206,15 @@ class Tracker:
         if self._online():
             self._flush()
 
+    def log_inputs(self, inputs: Sequence[Any]) -> None:
+        """`mlflow.entities.DatasetInput`s: the data the run used ("Datasets used" in the UI). Kept like tags while the
+        store is unreachable; logging one again (a resume) is a no-op in MLflow, which keeps a dataset once per run."""
+        if not (self.enabled and inputs):
+            return
+        self._inputs.extend(inputs)
+        if self._online():
+            self._flush()
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         if not (self.enabled and metrics):
             return
@@ -221,7 +238,34 @@ class Tracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         self._send("log a text artifact", lambda: self._client.log_text(self.run_id, text, artifact_file))
 
+    def log_table(self, data: Mapping[str, Sequence], artifact_file: str, step: int) -> None:
+        """A table (column -> values, plus a `step` column) that the UI shows as one (`MlflowClient.log_table`).
+        MLflow appends to a table already there: rows of a new step are appended (a resumed run that trains longer
+        ends again), rows of a step the table holds are not (the end of a run repeated after a preemption)."""
+
+        def _log() -> None:
+            if step in self._table_steps(artifact_file):
+                return
+            rows = len(next(iter(data.values()), []))
+            self._client.log_table(self.run_id, data={**data, "step": [step] * rows}, artifact_file=artifact_file)
+
+        self._send("log a table", _log)
+
     # -- internals -------------------------------------------------------------------------------------------
+    def _table_steps(self, artifact_file: str) -> set[int]:
+        """The `step` values of a table logged by `log_table` (none when it is not there). Read from the file, which
+        `MlflowClient.log_table` writes as pandas' "split" JSON: `MlflowClient.load_table` finds runs through the
+        process-wide (fluent) tracking URI, not this client's."""
+        parent = posixpath.dirname(artifact_file) or None
+        if artifact_file not in {a.path for a in self._client.list_artifacts(self.run_id, parent)}:
+            return set()
+        with tempfile.TemporaryDirectory() as tmp:
+            logged = json.loads(Path(self._client.download_artifacts(self.run_id, artifact_file, tmp)).read_text())
+        if "step" not in logged["columns"]:
+            return set()
+        column = logged["columns"].index("step")
+        return {int(row[column]) for row in logged["data"]}
+
     def _connect(self) -> bool:
         """Reach the store and open the run; on failure remember why and try again after `retry_s`."""
         reason = unreachable(self._target["uri"])
@@ -295,6 +339,10 @@ class Tracker:
             batch = [RunTag(k, v) for k, v in tags.items()]
             if not self._call("set tags", lambda: self._client.log_batch(self.run_id, tags=batch)):
                 self._tags = {**tags, **self._tags}
+        if self._inputs and self._offline is None:
+            inputs, self._inputs = self._inputs, []
+            if not self._call("log inputs", lambda: self._client.log_inputs(self.run_id, datasets=inputs)):
+                self._inputs = [*inputs, *self._inputs]
         while self._metrics and self._offline is None:
             batch = self._metrics[:1000]
             if not self._call("log metrics", lambda batch=batch: self._client.log_batch(self.run_id, metrics=batch)):

@@ -25,6 +25,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
+from restoration.anchors import fill_method
 from restoration.checkpoint import (
     CheckpointWriteError,
     RunDirInUse,
@@ -54,19 +55,23 @@ from restoration.data.shards import (
     read_manifest,
     verify_shards,
 )
-from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, sync_batchnorm
+from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, say, sync_batchnorm
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.preflight import preflight
 from restoration.recipe import RunConfig, TrainConfig, check_recipe, describe_changes, resume_changes
+from restoration.run_metadata import log_run_origin
 from restoration.run_status import RunStatus, mark_finished, move_aside, run_status, unmark_finished
+from restoration.scoring import KEYS
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
-from restoration.validation import choose, evaluate
+from restoration.validation import ANCHOR_KEYS, anchor_scores, choose, evaluate
 
 log = logging.getLogger("restoration.train")
 SETTINGS_TABLE = "inference_settings.json"  # in final/: every candidate setting's val scores and the chosen one
+CANDIDATES_TABLE = "inference_candidates.json"  # in the MLflow run: the same as a table, a row per candidate and step
+ANCHORS_FILE = "val_anchors.json"  # in final/: the classical anchors scored on the val images the model is scored on
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], argparse.Namespace]:
@@ -215,8 +220,10 @@ def prepared_task(cfg: TrainConfig, accelerator: Accelerator, bf16: bool) -> Tas
     return task
 
 
-def start_tracking(cfg: TrainConfig, accelerator: Accelerator, state: dict, run_dir: Path, bf16: bool) -> Tracker:
-    """The MLflow run (main process only; resumed from the checkpoint's run id) with the resolved config."""
+def start_tracking(cfg: TrainConfig, accelerator: Accelerator, state: dict, run_dir: Path, bf16: bool,
+                   config_file: Path | None = None) -> Tracker:  # fmt: skip
+    """The MLflow run (main process only; resumed from the checkpoint's run id) with the resolved config, where it
+    came from (`run_metadata`: user, entry point, git, SLURM job, a description) and the shards as its dataset."""
     tracker = Tracker(enabled=accelerator.is_main_process and cfg.run.tracking)
     tracker.start(
         tracking_uri=default_tracking_uri(cfg.run.output_dir),
@@ -238,6 +245,8 @@ def start_tracking(cfg: TrainConfig, accelerator: Accelerator, state: dict, run_
         }
     )
     tracker.log_artifact(run_dir / "config.yaml")
+    log_run_origin(tracker, stage=cfg.stage, config_file=config_file, data_root=cfg.data.root,
+                   world_size=accelerator.num_processes)  # fmt: skip
     return tracker
 
 
@@ -276,7 +285,7 @@ def log_eval(scores: dict[str, float], panels: list, accelerator: Accelerator, t
     if accelerator.is_main_process:
         with open(run_dir / "eval.jsonl", "a") as fh:
             fh.write(json.dumps({"step": step, **scores}) + "\n")
-    accelerator.print(f"step {step}{label}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    say(accelerator, f"step {step}{label}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
 
 
 def train_step(task: Task, batches: GuardedBatches, accelerator: Accelerator, cfg: TrainConfig, step: int) -> dict:
@@ -312,42 +321,73 @@ def train_metrics(
 
 
 def report_throughput(speed: Throughput, accelerator: Accelerator, run_dir: Path) -> None:
-    """Print this process's steady-state training speed and keep it in `throughput.json` (main process)."""
-    accelerator.print(speed.describe())
+    """Print the main process's steady-state training speed and keep it in `throughput.json`."""
+    say(accelerator, speed.describe())
     if accelerator.is_main_process:
         speed.write(run_dir / "throughput.json")
 
 
 def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker: Tracker, run_dir: Path
-               ) -> tuple[dict | None, dict]:  # fmt: skip
+               ) -> tuple[dict | None, dict, dict]:  # fmt: skip
     """The last validation (collective): the settings the export keeps are chosen on the val split
     (`validation.choose`; MAT or a classical fill, the colorizer's chroma strength), and the val score logged for
-    the last step is theirs, the score `restoration-predict` gives with the export. Returns (the settings to record,
-    or None when nothing was chosen, the scores per candidate)."""
+    the last step is theirs, the score `restoration-predict` gives with the export; the classical anchors are scored
+    on the same images. Returns (the settings to record, or None when nothing was chosen; the scores per candidate;
+    the anchors' report, `ANCHORS_FILE`'s content)."""
+    step = cfg.run.max_steps
     pipeline = stage_pipeline(task, cfg, accelerator)
-    if not (cfg.run.choose_settings and pipeline.has_choices):
-        run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, cfg.run.max_steps)
-        return None, {}
-    chosen, results, panels = choose(
-        pipeline, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches, num_panels=cfg.run.num_panels,
-        scores_masks=task.scores_masks,
-    )  # fmt: skip
-    for label, m in results.items():
-        line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
-        accelerator.print(f"inference {label:>18} on the val split: {line}"
-                          + ("  <- default" if label == chosen.label() else ""))  # fmt: skip
-        slug = label.replace(", chroma x", "_chroma")
-        tracker.log_metrics({f"inference_{slug}/{k}": m[k] for k in ("S", "M", "C", "score")}, step=cfg.run.max_steps)
+    choosing = cfg.run.choose_settings and pipeline.has_choices
+    if choosing:
+        chosen, results, panels = choose(
+            pipeline, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches,
+            num_panels=cfg.run.num_panels, scores_masks=task.scores_masks,
+        )  # fmt: skip
+        for label, m in results.items():
+            line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
+            say(accelerator, f"inference {label:>18} on the val split: {line}"
+                + ("  <- chosen" if label == chosen.label() else ""))  # fmt: skip
+    else:
+        run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, step)
+    anchors = val_anchors(val_loader, accelerator, cfg, tracker, step)
+    if not choosing:
+        return None, {}, anchors
+    log_candidates(tracker, results, chosen.label(), pipeline.defaults.label(), step)
     tracker.log_params({f"inference.{k}": v for k, v in chosen.recorded().items()})
-    log_eval(results[chosen.label()], panels, accelerator, tracker, run_dir, cfg.run.max_steps, f" ({chosen.label()})")
-    return chosen.recorded(), results
+    log_eval(results[chosen.label()], panels, accelerator, tracker, run_dir, step, f" ({chosen.label()})")
+    return chosen.recorded(), results, anchors
+
+
+def log_candidates(tracker: Tracker, results: dict[str, dict], chosen: str, default: str, step: int) -> None:
+    """The candidate settings as one MLflow table (`CANDIDATES_TABLE`) and two metrics, the chosen setting's score
+    and its gain over the pipeline's default setting: a metric per candidate and score would be ~20 single points
+    that crowd the run's charts."""
+    labels = list(results)
+    table = {"setting": labels, **{k: [results[label][k] for label in labels] for k in KEYS}}
+    table |= {"chosen": [label == chosen for label in labels], "default": [label == default for label in labels]}
+    tracker.log_table(table, CANDIDATES_TABLE, step)
+    metrics = {"inference/chosen_score": results[chosen]["score"]}
+    if default in results:
+        metrics["inference/gain_over_default"] = results[chosen]["score"] - results[default]["score"]
+    tracker.log_metrics(metrics, step)
+
+
+def val_anchors(val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker: Tracker, step: int) -> dict:
+    """The classical anchors (`validation.VAL_ANCHORS`) on the val images the model is scored on (collective):
+    printed, logged as `val_anchor/<name>/score`, returned as `ANCHORS_FILE`'s content."""
+    scores, images = anchor_scores(val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches)
+    for name, m in scores.items():
+        ran = fill_method("telea") if name == "telea" else name  # without OpenCV, Telea's fill is the biharmonic one
+        label = name if ran == name else f"{name} ({ran})"
+        say(accelerator, f"anchor {label:>21} on the val split: " + "  ".join(f"{k}={m[k]:.4f}" for k in ANCHOR_KEYS))
+    tracker.log_metrics({f"val_anchor/{name}/score": m["score"] for name, m in scores.items()}, step)
+    return {"split": "val", "images": images, "scores": scores}
 
 
 def finish(task: Task, val_loader, cfg: TrainConfig, accelerator: Accelerator, tracker: Tracker, run_dir: Path
            ) -> None:  # fmt: skip
     """The final validation and the choice of settings (collective), the DDP replica check (collective), the export
     of the EMA weights with the chosen settings, the MLflow model."""
-    chosen, results = final_eval(task, val_loader, accelerator, cfg, tracker, run_dir)
+    chosen, results, anchors = final_eval(task, val_loader, accelerator, cfg, tracker, run_dir)
     plain = {k: accelerator.unwrap_model(v) for k, v in task.parts.networks.items()}
     report = replica_report(accelerator, plain)
     if not accelerator.is_main_process:
@@ -359,8 +399,9 @@ def finish(task: Task, val_loader, cfg: TrainConfig, accelerator: Accelerator, t
     if results:
         table = {"chosen": chosen, "split": "val", "scores": results}
         (final_dir / SETTINGS_TABLE).write_text(json.dumps(table, indent=2))
+    (final_dir / ANCHORS_FILE).write_text(json.dumps(anchors, indent=2))
     tracker.log_dir(final_dir, "final")
-    accelerator.print(f"done: final weights in {final_dir}")
+    say(accelerator, f"done: final weights in {final_dir}")
     if cfg.run.log_model and tracker.run_id and task.logs_model:
         log_model(final_dir, default_tracking_uri(cfg.run.output_dir), tracker.run_id, cfg.run.register_model)
 
@@ -462,13 +503,15 @@ def resume(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, task: Task
         return state
     checkpoint, loaded = load_latest_readable(accelerator, run_dir, ema=task.parts.ema)
     if checkpoint is None:
-        accelerator.print(
+        say(
+            accelerator,
             f"error: none of the checkpoints in {run_dir / 'checkpoints'} can be read (see the warnings above). "
-            "Move them away, or add --fresh to move the run aside and train from the start."
+            "Move them away, or add --fresh to move the run aside and train from the start.",
+            file=sys.stderr,
         )
         return None
     state.update(loaded)
-    accelerator.print(f"resuming from {checkpoint} at step {state['step']}")
+    say(accelerator, f"resuming from {checkpoint} at step {state['step']}")
     return state
 
 
@@ -493,7 +536,7 @@ def is_first_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def say(message: str, *, error: bool = False) -> None:
+def announce(message: str, *, error: bool = False) -> None:
     """One line from rank 0 (before the accelerator exists); errors go to stderr with the prefix `error: `."""
     if is_first_rank():
         print(f"error: {message}" if error else message, file=sys.stderr if error else sys.stdout, flush=True)
@@ -519,24 +562,24 @@ def main(argv: list[str] | None = None) -> int:
     if ns.print_config or ns.check:
         print(dump_yaml(cfg), end="")
     for problem in problems:
-        say(problem, error=True)
+        announce(problem, error=True)
     if ns.print_config or problems:
         return 2 if problems else 0
     status = RunStatus("start") if ns.fresh else run_status(run_dir, cfg.run.resume, cfg.run.max_steps)
     if ns.check:
         if status.action == "refuse":
-            say(status.message, error=True)
+            announce(status.message, error=True)
             return 2
         moved = "; --fresh: the existing directory would be moved aside" if ns.fresh and run_dir.exists() else ""
         plan = {"start": f"{run_dir}: would start a new run{moved}",
                 "resume": f"{run_dir}: would resume from its newest checkpoint", "done": status.message}  # fmt: skip
-        say(f"check passed: {plan[status.action]}")
+        announce(f"check passed: {plan[status.action]}")
         return 0
     if status.action == "done":
-        say(status.message)
+        announce(status.message)
         return 0
     if status.action == "refuse":
-        say(status.message, error=True)
+        announce(status.message, error=True)
         return 2
     setup_logging()
     accelerator = make_accelerator(cfg.run)
@@ -551,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(changes, int):
             code = changes
             return code
-        code = train(cfg, accelerator, run_dir, preemption, changes)
+        code = train(cfg, accelerator, run_dir, preemption, changes, config_path)
         return code
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -568,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption: PreemptionFlag,
-          changes: list | None = None) -> int:  # fmt: skip
+          changes: list | None = None, config_file: Path | None = None) -> int:  # fmt: skip
     """`changes`: the run-defining settings this resume changes with `run.allow_config_change=true` (main process),
     recorded in config.yaml (the previous one kept as config.before-step-N.yaml) and MLflow once the resume worked."""
     # -- run directory, data, the stage resumed from its newest readable checkpoint, its MLflow run ---------------
@@ -598,10 +641,10 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
         # the override is for this resume only: a later one starting from this file is compared again
         save_yaml(dataclasses.replace(as_given, run=dataclasses.replace(as_given.run, allow_config_change=False)),
                   run_dir / "config.yaml")  # fmt: skip
-    tracker = start_tracking(cfg, accelerator, state, run_dir, bf16)
+    tracker = start_tracking(cfg, accelerator, state, run_dir, bf16, config_file)
     if changes:
-        accelerator.print(f"resumed at step {step} with changed settings (run.allow_config_change=true): "
-                          f"{describe_changes(changes)}")  # fmt: skip
+        say(accelerator, f"resumed at step {step} with changed settings (run.allow_config_change=true): "
+                         f"{describe_changes(changes)}")  # fmt: skip
         tracker.set_tags({"resume.changed_keys": describe_changes(changes), "resume.changed_at_step": str(step),
                           f"resume.step_{step}.changed_keys": describe_changes(changes)})  # fmt: skip
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -621,9 +664,10 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
     # -- the loop -----------------------------------------------------------------------------------------------
     if cfg.run.eval_at_start and step == 0:
         run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, 0)
-    accelerator.print(
+    say(
+        accelerator,
         f"stage={cfg.stage} ranks={world} ({accelerator.distributed_type}) precision={'bf16' if bf16 else 'fp32'} "
-        f"effective_batch={effective_batch(cfg, accelerator)} run_dir={run_dir}"
+        f"effective_batch={effective_batch(cfg, accelerator)} run_dir={run_dir}",
     )
     progress = tqdm(total=cfg.run.max_steps, initial=step, disable=not is_main, desc=f"{cfg.stage}", unit="step")
     nonfinite_in_a_row = 0
@@ -636,7 +680,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
         except StopRequested:  # a stop signal while waiting for data: save where the run is
             losses = None
         except DataStall as err:
-            accelerator.print(f"error: {err}")
+            print(f"error: rank {rank} of {world}: {err}" if world > 1 else f"error: {err}", file=sys.stderr)
             tracker.end(status="FAILED")
             return 1
         if losses is not None:
@@ -647,9 +691,11 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
             nonfinite_in_a_row = nonfinite_in_a_row + 1 if skipped else 0
             state["nonfinite_skips"] = int(state.get("nonfinite_skips", 0)) + skipped
             if nonfinite_in_a_row >= cfg.run.max_nonfinite_steps:
-                accelerator.print(
+                say(
+                    accelerator,
                     f"aborting at step {step}: {nonfinite_in_a_row} steps in a row had non-finite gradients. "
-                    "Lower optim.lr, check the data, or resume from the last checkpoint with a fix."
+                    "Lower optim.lr, check the data, or resume from the last checkpoint with a fix.",
+                    file=sys.stderr,
                 )
                 tracker.end(status="FAILED")
                 return 1
@@ -675,7 +721,7 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
             )  # fmt: skip
         if stop:
             report_throughput(speed, accelerator, run_dir)
-            accelerator.print(f"stop signal ({preemption.signal_name or 'on another rank'}): saved step {step}")
+            say(accelerator, f"stop signal ({preemption.signal_name or 'on another rank'}): saved step {step}")
             if is_main:
                 (run_dir / "REQUEUE").write_text(f"{step}\n")
             tracker.end(status="KILLED")

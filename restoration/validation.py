@@ -8,18 +8,21 @@ ranks. Val samples carry fixed masks, so the numbers are comparable across runs 
 image panels (input | known mask | inpainted gray | colorized | ground truth) of its first samples.
 
 At the end of a run `choose` scores the candidate settings (`inference.choose_settings`) here, so the final val
-score is the score of the export's default settings: what `restoration-predict` gives on the same files.
+score is the score of the export's default settings: what `restoration-predict` gives on the same files; and
+`anchor_scores` scores the classical answers (`restoration.anchors`) on the same images by the same rule, so the
+model's val score always stands beside what doing nothing, a classical fill and the true gray score there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from einops import rearrange
 
+from restoration.anchors import anchor_rgb
 from restoration.data.color import rgb_to_gray_u8, signed_to_u8
 from restoration.data.exact_mask import known_from_pair
 from restoration.data.shards import DataConfig, prepare_batch
@@ -29,6 +32,8 @@ from restoration.pipeline import Pipeline, Restored
 from restoration.scoring import KEYS  # the figures a submission is scored by
 
 PANEL_COLUMNS = ("input", "known mask", "inpainted gray", "colorized", "ground truth")
+VAL_ANCHORS = ("input", "telea", "true_gray")  # scored beside the model at the end of a run
+ANCHOR_KEYS = ("S", "M", "C", "score")
 
 
 def make_panel(gray_in: np.ndarray, restored: Restored, gt: np.ndarray) -> np.ndarray:
@@ -36,6 +41,22 @@ def make_panel(gray_in: np.ndarray, restored: Restored, gt: np.ndarray) -> np.nd
     rgb = lambda a: np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a  # noqa: E731
     columns = [gray_in, restored.known * 255, restored.gray, restored.rgb, gt]
     return np.concatenate([rgb(c.astype(np.uint8)) for c in columns], axis=1)
+
+
+def user_batches(
+    val_loader: Iterable[dict], device: torch.device, data_cfg: DataConfig, max_batches: int = 0
+) -> Iterator[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]:
+    """Each val batch prepared on the device, with what a user and the scorer have of it, uint8 on the CPU: the
+    masked gray inputs (B, H, W), the ground truths (B, H, W, 3) and their grays (B, H, W). At most `max_batches`
+    batches (0 = all)."""
+    for i, raw in enumerate(val_loader):
+        if max_batches and i >= max_batches:
+            break
+        batch = prepare_batch(raw, device=device, cfg=data_cfg, train=False)
+        inputs = signed_to_u8(batch["input"])[:, 0].cpu().numpy()  # (B, H, W): the masked gray a user has
+        gts = signed_to_u8(batch["rgb"])
+        gray_gts = rgb_to_gray_u8(gts)[:, 0].cpu().numpy()
+        yield batch, inputs, rearrange(gts, "b c h w -> b h w c").cpu().numpy(), gray_gts
 
 
 @torch.no_grad()
@@ -58,14 +79,7 @@ def evaluate(
     sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)  # last entry: sample count
     corrupt_before = getattr(val_loader, "corrupt_count", 0)
     panels: list[np.ndarray] = []
-    for i, raw in enumerate(val_loader):
-        if max_batches and i >= max_batches:
-            break
-        batch = prepare_batch(raw, device=device, cfg=data_cfg, train=False)
-        inputs = signed_to_u8(batch["input"])[:, 0].cpu().numpy()  # (B, H, W): the masked gray a user has
-        gts = signed_to_u8(batch["rgb"])
-        gray_gts = rgb_to_gray_u8(gts)[:, 0].cpu().numpy()
-        gts = rearrange(gts, "b c h w -> b h w c").cpu().numpy()
+    for batch, inputs, gts, gray_gts in user_batches(val_loader, device, data_cfg, max_batches):
         restored = pipeline.restore(list(inputs), settings=settings, seed=seed, keys=[str(k) for k in batch["key"]])
         for j, result in enumerate(restored):
             known, _ = known_from_pair(inputs[j], gray_gts[j])
@@ -111,3 +125,27 @@ def choose(
         chosen = pipeline.defaults
         score(chosen)
     return chosen, {label: scores for label, (scores, _) in runs.items()}, runs[chosen.label()][1]
+
+
+@torch.no_grad()
+def anchor_scores(
+    val_loader: Iterable[dict], accelerator: Accelerator, data_cfg: DataConfig, *, max_batches: int = 0,
+    names: Sequence[str] = VAL_ANCHORS,
+) -> tuple[dict[str, dict[str, float]], int]:  # fmt: skip
+    """Each anchor's mean S, M, C and score over the images `evaluate` scores (the same batches, the same user input,
+    the same region rule and `score_image`), and the number of images (a collective call: per-rank sums are
+    all-reduced). Costs one pass over the val split and the classical fill of each image."""
+    sums = np.zeros((len(names), len(ANCHOR_KEYS) + 1))  # last column: image count
+    for _, inputs, gts, gray_gts in user_batches(val_loader, accelerator.device, data_cfg, max_batches):
+        for gray_in, gt, gray_gt in zip(inputs, gts, gray_gts, strict=True):
+            known, _ = known_from_pair(gray_in, gray_gt)
+            for a, name in enumerate(names):
+                scores = score_image(anchor_rgb(name, gray_in, known, gray_gt), gt, known)
+                sums[a] += [*(scores[k] for k in ANCHOR_KEYS), 1.0]
+    total = torch.from_numpy(sums).to(accelerator.device)
+    if accelerator.num_processes > 1:
+        total = accelerator.reduce(total, reduction="sum")
+    total = total.cpu().numpy()
+    images = int(total[0, -1]) if len(names) else 0
+    means = total[:, :-1] / max(images, 1)
+    return {name: dict(zip(ANCHOR_KEYS, map(float, row))) for name, row in zip(names, means)}, images

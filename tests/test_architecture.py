@@ -34,7 +34,9 @@ LAYERS: list[tuple[str, ...]] = [
         "restoration.run_status",  # a run directory: start, resume, done or refuse
     ),
     ("restoration.weights",),  # 2: exported weights and the network table
-    ("restoration.recipe", "restoration.tracking", "restoration.pipeline"),  # 3: the recipe, tracking, the pipeline
+    (  # 3: the recipe, tracking and what a run records of its origin, the pipeline
+        "restoration.recipe", "restoration.tracking", "restoration.run_metadata", "restoration.pipeline",
+    ),
     # 4: stages, validation through the pipeline, the checks a training makes before it creates anything
     ("restoration.tasks", "restoration.validation", "restoration.preflight"),
     ("restoration.mlflow_model",),  # 5: the pipeline as an MLflow model

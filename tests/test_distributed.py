@@ -1,16 +1,18 @@
 """restoration/distributed.py in one process: lost-peer errors, the timeout handed to accelerate, the BatchNorm
-conversion. The multi-rank behaviour is tested end to end in test_ddp_equivalence.py and test_multinode.py."""
+conversion, log lines once per job. The multi-rank behaviour is tested end to end in test_ddp_equivalence.py and
+test_multinode.py."""
 
 from __future__ import annotations
 
 import copy
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from restoration.distributed import GlooSyncBatchNorm, is_peer_loss, process_group_kwargs, sync_batchnorm
+from restoration.distributed import GlooSyncBatchNorm, is_peer_loss, process_group_kwargs, say, sync_batchnorm
 
 
 @pytest.mark.parametrize(
@@ -51,3 +53,10 @@ def test_conversion_keeps_parameters_and_buffers_and_is_plain_batchnorm_on_one_p
     x = torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(converted(x), reference(x))  # not distributed: BatchNorm itself
     torch.testing.assert_close(converted[1].running_var, reference[1].running_var)
+
+
+def test_say_prints_on_the_global_main_process_only(capsys):
+    say(SimpleNamespace(is_main_process=False, is_local_main_process=True), "step 1")  # node 2's first process
+    assert capsys.readouterr().out == ""
+    say(SimpleNamespace(is_main_process=True, is_local_main_process=True), "step 1")
+    assert capsys.readouterr().out == "step 1\n"

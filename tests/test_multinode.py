@@ -134,6 +134,14 @@ def test_two_machines_with_accelerate_launch(launches, tmp_path, tiny_shards):
         )  # fmt: skip
     assert launches.wait_all(timeout=600) == [0, 0], launches.logs()
     assert_trained_on_two_ranks(tmp_path, "accelerate2", steps=3)
+    # progress and results are printed once per job, by the global main process, not by each machine's first one
+    first, second = ((tmp_path / f"machine{m}.log").read_text() for m in (0, 1))
+    for line in ("stage=joint ranks=2", "step 3 (", "throughput:", "anchor             true_gray", "done: final"):
+        assert (first.count(line), second.count(line)) == (1, 0), line
+    # the anchors are scored on both ranks' val images: the images the model's final val score is over
+    final_val = json.loads((tmp_path / "runs" / "accelerate2" / "eval.jsonl").read_text().splitlines()[-1])
+    anchors = json.loads((tmp_path / "runs" / "accelerate2" / "final" / "val_anchors.json").read_text())
+    assert anchors["images"] == final_val["samples"] > 0
 
 
 @pytest.mark.slow

@@ -232,8 +232,9 @@ def test_usr1_through_slurm_saves_on_every_rank_requeues_and_resumes_to_the_exac
     args = train_args(cluster, tiny_shards, "usr1", f"run.max_steps={steps}", "run.checkpoint_every=1000",
                       "run.eval_every=0")  # fmt: skip
     job = cluster.sbatch(*args, output=log)
-    # each node's first process prints `ranks=` once its USR1 handler is installed
-    wait_for(lambda: log.exists() and read(log).count("ranks=2") >= 2, 400, "both nodes training", log)
+    # the global main process prints `ranks=` once past the collective `prepare`, which no rank enters before its
+    # USR1 handler is installed (in `main`): so both nodes' handlers are in place
+    wait_for(lambda: log.exists() and "ranks=2" in read(log), 400, "both nodes training", log)
     cluster.run("scancel", "--batch", "--signal=USR1", job)  # what --signal=B:USR1@180 does before the time limit
     info = cluster.wait_done(job, timeout=600)
     assert info["JobState"] == "COMPLETED", f"{info}\n{tail(log)}\n{cluster.logs(job)}"

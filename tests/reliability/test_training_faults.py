@@ -53,7 +53,7 @@ def test_garbage_only_train_shards_stop_with_a_message_naming_them(tmp_path, tin
     rc = main(args(tmp_path, shards, "garbage", "data.stall_timeout_s=3", "run.max_steps=2", unchecked))
     assert rc == 1
     assert time.monotonic() - start < 60
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # an error, printed by the rank whose data stalled
     assert "no training batch for" in out
     assert "data.stall_timeout_s=3" in out
     assert train_shards(shards)[0].name in out
@@ -148,6 +148,7 @@ def test_a_resume_while_the_store_is_unreachable_keeps_one_mlflow_run(tmp_path, 
 def test_the_tracker_sends_what_it_kept_once_the_store_answers(tmp_path):
     from mlflow.tracking import MlflowClient
 
+    from restoration.run_metadata import manifest_digest, training_input
     from restoration.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'later' / 'mlflow.db'}"
@@ -157,13 +158,20 @@ def test_the_tracker_sends_what_it_kept_once_the_store_answers(tmp_path):
         assert tracker.start(tracking_uri=uri, experiment="e", run_name="r", artifact_root=tmp_path) is None
     tracker.log_params({"a": 1})
     tracker.log_metrics({"loss": 0.5}, step=1)
+    tracker.set_tags({"mlflow.user": "ada"})
+    manifest = {"shards": [{"name": "train-000000.tar", "split": "train", "count": 6, "sha256": "ab"}],
+                "totals": {"train": 6, "val": 0}}  # fmt: skip
+    tracker.log_inputs([training_input(tmp_path, manifest)])
     (tmp_path / "later").unlink()
     (tmp_path / "later").mkdir()  # the store comes back
     tracker.log_metrics({"loss": 0.25}, step=2)
     tracker.end()
     client = MlflowClient(tracking_uri=uri)
     assert [m.step for m in client.get_metric_history(tracker.run_id, "loss")] == [1, 2]
-    assert client.get_run(tracker.run_id).data.params == {"a": "1"}
+    run = client.get_run(tracker.run_id)
+    assert run.data.params == {"a": "1"}
+    assert run.data.tags["mlflow.user"] == "ada"
+    assert [i.dataset.digest for i in run.inputs.dataset_inputs] == [manifest_digest(manifest)]
 
 
 def test_a_second_training_on_a_held_run_directory_is_refused(tmp_path, tiny_shards, capsys):
