@@ -40,13 +40,13 @@ LAYERS: list[tuple[str, ...]] = [
     # 4: stages, validation through the pipeline, the checks a training makes before it creates anything
     ("restoration.tasks", "restoration.validation", "restoration.preflight"),
     ("restoration.mlflow_model",),  # 5: the pipeline as an MLflow model
-    (*ENTRY_POINTS, "data_prep"),  # 6: entry points and CLIs (data_prep: restoration-shards)
+    (*ENTRY_POINTS, "restoration.trainer", "data_prep"),  # 6: entry points and CLIs (restoration-shards), the trainer
 ]  # fmt: skip
 
 # where restoring an image or running a stage must never depend on which stage or network it is: they go through
 # roles (`weights.NETWORK_TABLE`) and stage attributes (`Task.scores_masks`, `Task.logs_model`)
 NAME_FREE = (
-    "restoration/train.py",
+    "restoration/trainer.py",
     "restoration/pipeline.py",
     "restoration/mlflow_model.py",
     "restoration/tasks/parts.py",

@@ -153,7 +153,7 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 def _train_steps(stage: str, output_dir: Path, *, all_reduce: bool) -> dict[str, torch.Tensor]:
-    from restoration.train import make_accelerator, prepared_task
+    from restoration.trainer import make_accelerator, prepared_task
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cfg = equivalence_config(stage, HALF * 2 // world, output_dir)

@@ -96,3 +96,23 @@ def test_help_config_lists_every_key_with_its_default_and_version_answers(capsys
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("restoration-train ")
+
+
+def test_help_and_version_answer_without_importing_torch():
+    """The command line module imports nothing heavy: `--help` answered in ~0.1 s here, torch alone takes ~2 s
+    (BENCHMARKS.md)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom restoration.train import main\n"
+        "for flag in ('--help', '--version'):\n"
+        "    try:\n        main([flag])\n    except SystemExit as exit:\n        assert exit.code == 0\n"
+        "heavy = sorted(m for m in ('torch', 'accelerate', 'mlflow', 'timm') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "usage: restoration-train" in out.stdout
+    assert "--help-config" in out.stdout
+    assert "HEAVY []" in out.stdout

@@ -1,6 +1,6 @@
 """One object per training stage, one file named after it: which networks it trains and its `train_step`.
 
-The loop in `restoration/train.py` only knows the `Task` protocol: what a stage needs beyond training is declared as
+The loop in `restoration/trainer.py` only knows the `Task` protocol: what a stage needs beyond training is declared as
 attributes (`scores_masks`: validation adds the detector's mask IoU; `logs_model`: its export is a whole pipeline,
 logged as an MLflow model), never read from its name. Restoring images is not a stage's business: validation runs
 `parts.inference_networks()` through the same `Pipeline` as prediction. The GAN maths are pure functions in

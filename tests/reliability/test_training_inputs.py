@@ -160,7 +160,7 @@ def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path, tiny_shard
     assert line.startswith(f"error: cannot write the run directory {blocker / 'runs' / 'ro'}")
     assert "run.output_dir" in line
 
-    import restoration.train as train_module
+    import restoration.trainer as train_module
 
     def read_only(run_dir: Path):
         raise PermissionError(13, "Permission denied", str(run_dir / "LOCK"))
