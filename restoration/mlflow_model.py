@@ -3,7 +3,8 @@
 Why "models from code" (`pyfunc_entry.py`) and not a pickled `PythonModel`: loading a model then runs our source
 file, never unpickles anything, and the package travels with the model (`code_paths`), so a serving machine needs
 only the pip requirements. The model's artifact `pipeline/` holds the inference networks' safetensors (detector,
-MAT generator, colorizer or the baseline; no discriminators) and `pipeline.json`.
+MAT generator, colorizer or the baseline; no discriminators) and `pipeline.json`; `MODEL_CARD.md` beside `MLmodel`
+says what the model is and how it scored (`model_card.py`), and is the description MLflow shows for it.
 
 Input (a DataFrame, or JSON `dataframe_records` / `dataframe_split`, or a CSV): one row per image with either
 `image`, the encoded file (PNG/JPEG/...) as bytes or base64 text, or `path`, a file readable by the server.
@@ -51,6 +52,7 @@ from restoration.weights import (
 )
 
 ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+CARD_FILE = "MODEL_CARD.md"
 # what the served code imports (tests/test_mlflow_model.py derives it from the code and checks this list covers it);
 # OpenCV is left out on purpose: `anchors` imports it only when present and the served fill is the biharmonic one
 REQUIREMENTS = (
@@ -265,24 +267,59 @@ def _model_kwargs(weights_dir: Path) -> dict[str, Any]:
     }
 
 
+def _card(sources: list[Path], dst: Path) -> Path:
+    # imported here: the card reads training files (shard manifests, run configs) that serving never needs
+    from restoration.model_card import model_card
+
+    path = dst / CARD_FILE
+    path.write_text(model_card(sources))
+    return path
+
+
 def save_pipeline_model(sources: list[Path], path: Path) -> Path:
-    """Write the pyfunc model to a local directory (no tracking server involved)."""
+    """Write the pyfunc model, with its `MODEL_CARD.md`, to a local directory (no tracking server involved)."""
     with tempfile.TemporaryDirectory(prefix="restoration-export-") as tmp:
         weights = inference_weights(sources, Path(tmp) / "pipeline")
         mlflow.pyfunc.save_model(path=str(path), **_model_kwargs(weights))
+    _card(sources, Path(path))
     return path
+
+
+def describe(card: str, *, model_id: str, registered: tuple[str, int] | None = None) -> None:
+    """Show the card where MLflow 3 shows a description: the logged model's `mlflow.note.content` tag (the
+    Description column of the experiment's model list) and, when registered, the registered model and its version
+    (the model's description is the card of its latest registered version)."""
+    from mlflow import MlflowClient
+
+    from restoration.model_card import description
+
+    client = MlflowClient()
+    text = description(card)
+    client.set_logged_model_tags(model_id, {"mlflow.note.content": text})
+    if registered is not None:
+        name, version = registered
+        client.update_registered_model(name, description=text)
+        client.update_model_version(name, str(version), description=text)
 
 
 def log_pipeline_model(
     sources: list[Path], *, tracking_uri: str, run_id: str, register_as: str | None = None, name: str = "model"
 ) -> str:
-    """Log the pyfunc model into an existing run (optionally registering it); returns the model URI.
+    """Log the pyfunc model into an existing run (optionally registering it), with its `MODEL_CARD.md` and the
+    card as its description; returns the model URI.
 
     MLflow's fluent API is the only way to log a pyfunc model into a run, so its process-wide state is set and
-    left clean: the run is re-opened for this call only and ended again as FINISHED.
+    left clean: the run is re-opened for this call only and ended again as FINISHED. In MLflow 3 the model is a
+    logged model of its own (`models:/m-<id>`), linked to the run under `name`.
     """
+    from mlflow import MlflowClient
+
     with tempfile.TemporaryDirectory(prefix="restoration-export-") as tmp, fluent_mlflow(tracking_uri):
         weights = inference_weights(sources, Path(tmp) / "pipeline")
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(name=name, registered_model_name=register_as, **_model_kwargs(weights))
+        card = _card(sources, Path(tmp))
+        MlflowClient().log_model_artifact(info.model_id, str(card))  # beside MLmodel, as `save_pipeline_model` puts it
+        registered = (register_as, info.registered_model_version) if register_as else None
+        describe(card.read_text(), model_id=info.model_id, registered=registered)
     return info.model_uri

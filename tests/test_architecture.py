@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("restoration.weights",),  # 2: exported weights and the network table
     ("restoration.recipe", "restoration.tracking", "restoration.pipeline"),  # 3: the recipe, tracking, the pipeline
     ("restoration.tasks", "restoration.validation"),  # 4: stages, and validation through the pipeline
-    ("restoration.mlflow_model",),  # 5: the pipeline as an MLflow model
+    ("restoration.mlflow_model", "restoration.model_card"),  # 5: the pipeline as an MLflow model, its card
     (*ENTRY_POINTS, "data_prep"),  # 6: entry points and CLIs (data_prep: restoration-shards)
 ]  # fmt: skip
 

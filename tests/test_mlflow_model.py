@@ -1,5 +1,5 @@
-"""The pipeline as an MLflow pyfunc model: saved, logged, registered, loaded and predicting; its requirements and its
-answers to bad requests; and the export CLI."""
+"""The pipeline as an MLflow pyfunc model: saved, logged, registered, loaded and predicting; its requirements, its
+answers to bad requests, its card; and the export CLI."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from PIL import Image
 
 from restoration.export import main as export_main
 from restoration.inference import INPAINT_MODES, InferenceSettings
-from restoration.mlflow_model import save_pipeline_model
+from restoration.mlflow_model import CARD_FILE, save_pipeline_model
 from restoration.pipeline import load_pipeline
 from restoration.tracking import fluent_mlflow
 from restoration.weights import record_inference
@@ -200,6 +200,13 @@ def test_a_param_out_of_range_is_refused_with_the_reason(loaded_model, tmp_path)
         assert expected in caught.value.message
 
 
+def test_the_saved_model_carries_its_card(saved_model):
+    card = (saved_model / CARD_FILE).read_text()
+    assert card.startswith("# Restoration model")
+    assert "`mat_G` (inpainter)" in card
+    assert "`color_G` (colorizer)" in card
+
+
 def test_mlflow_models_predict_cli_on_a_csv_of_paths(saved_model, tmp_path):
     root = make_contest_folder(tmp_path / "c", count=2)
     listing = tmp_path / "images.csv"
@@ -222,9 +229,20 @@ def test_export_logs_registers_and_the_model_loads_by_name(tiny_export, tmp_path
     assert "logged the pyfunc model into run" in capsys.readouterr().out
     with fluent_mlflow(uri):
         model = mlflow.pyfunc.load_model("models:/tiny-pipeline/1")
+        card = Path(mlflow.artifacts.download_artifacts(f"models:/tiny-pipeline/1/{CARD_FILE}", dst_path=str(tmp_path)))
+        client = mlflow.MlflowClient()
+        logged = client.get_logged_model(mlflow.models.get_model_info("models:/tiny-pipeline/1").model_id)
+        descriptions = {
+            "registered model": client.get_registered_model("tiny-pipeline").description,
+            "model version": client.get_model_version("tiny-pipeline", "1").description,
+            "logged model": logged.tags.get("mlflow.note.content"),
+        }
     root = make_contest_folder(tmp_path / "c", count=1)
     out = model.predict(pd.DataFrame({"path": [str(root / "test_input" / "TEST_000.png")]}))
     assert decode(out["image"][0]).shape == (64, 64, 3)
+    assert card.read_text().startswith("# Restoration model")
+    for where, text in descriptions.items():
+        assert text == card.read_text(), where
 
 
 def test_export_refuses_an_existing_out_dir_and_a_directory_without_weights(tiny_export, tmp_path, capsys):
