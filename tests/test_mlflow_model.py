@@ -226,7 +226,7 @@ def test_export_logs_registers_and_the_model_loads_by_name(tiny_export, tmp_path
     rc = export_main(["--model", str(tiny_export), "--tracking-uri", uri, "--experiment", "exports",
                       "--register", "tiny-pipeline"])  # fmt: skip
     assert rc == 0
-    assert "logged the pyfunc model into run" in capsys.readouterr().out
+    assert "logged the pyfunc model, with its MODEL_CARD.md, into run" in capsys.readouterr().out
     with fluent_mlflow(uri):
         model = mlflow.pyfunc.load_model("models:/tiny-pipeline/1")
         card = Path(mlflow.artifacts.download_artifacts(f"models:/tiny-pipeline/1/{CARD_FILE}", dst_path=str(tmp_path)))
