@@ -7,7 +7,10 @@
    photos held out for validation;
 2. trains the `joint` stage (MAT -> colorizer, both discriminators) with `configs/demo.yaml` on CPU or GPU,
    logging to the local MLflow store and scoring the held-out photos (with contest-style masks) before and after;
-3. prints both scores and how to open the run in the MLflow UI;
+   the run logs the whole pipeline as an MLflow model and registers it as `restoration` (`REGISTERED_MODEL`), so
+   `models:/restoration/latest` works against `runs/mlflow.db` as the README shows (training again after removing
+   the run registers version 2, 3, ...; `latest` is the newest);
+3. prints both scores, how to open the run in the MLflow UI and how to use the registered model;
 4. lays the held-out crops out like the contest (`test_input/`, `gt/`, `test.csv`), runs `restoration-predict` on
    them into a submission zip and scores the zip with `restoration-evaluate`: the commands a user runs next on
    real data, shown working;
@@ -38,6 +41,7 @@ from restoration.scoring import score_anchors
 from restoration.weights import recorded_settings, resolve_source
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+REGISTERED_MODEL = "restoration"  # the name the README's `models:/restoration/latest` example uses
 
 
 def write_contest_folder(shards: Path, out: Path) -> Path:
@@ -115,7 +119,9 @@ def read_evals(run_dir: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    overrides = list(sys.argv[1:] if argv is None else argv)
+    # the demo's own settings first, so that a user's `key=value` wins (e.g. `run.register_model=` to register nothing)
+    overrides = ["run.eval_at_start=true", f"run.register_model={REGISTERED_MODEL}",
+                 *(sys.argv[1:] if argv is None else argv)]  # fmt: skip
     cfg = load_config(TrainConfig, DEMO_CONFIG, overrides)
     run_dir = cfg.run.output_dir / cfg.run.name
     evals = read_evals(run_dir)
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if latest_checkpoint(run_dir) is None:  # a fresh start (a killed demo resumes and keeps its history)
             (run_dir / "eval.jsonl").unlink(missing_ok=True)
-        rc = train.main([str(DEMO_CONFIG), "run.eval_at_start=true", *overrides])
+        rc = train.main([str(DEMO_CONFIG), *overrides])
         if rc != 0:
             return rc
         evals = read_evals(run_dir)
@@ -142,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     rc = predict_and_score(run_dir, shards)
     print_comparison(run_dir)
-    store = (cfg.run.output_dir / "mlflow.db").resolve()
-    print(f"\nsee the run, its metrics, image panels and logged model: mlflow ui --backend-store-uri sqlite:///{store}")
+    store = f"sqlite:///{(cfg.run.output_dir / 'mlflow.db').resolve()}"
+    print(f"\nsee the run, its metrics, image panels and logged model: mlflow ui --backend-store-uri {store}")
+    if cfg.run.register_model:
+        print(f"use the registered model (docs/serving.md): MLFLOW_TRACKING_URI={store} mlflow models serve "
+              f"-m models:/{cfg.run.register_model}/latest --env-manager local -p 5001")  # fmt: skip
     return rc
 
 

@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelSourceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"logged the pyfunc model into run {run_id}: {uri} (also runs:/{run_id}/model)")
+    print(f"logged the pyfunc model, with its MODEL_CARD.md, into run {run_id}: {uri} (also runs:/{run_id}/model)")
     if ns.register:
-        print(f"registered as models:/{ns.register}/<version>")
+        print(f"registered as models:/{ns.register}/<version> (the newest: models:/{ns.register}/latest)")
     print(f"predict with it: restoration-predict --model {uri} --tracking-uri {tracking_uri} --input ... --out ...")
     return 0
 

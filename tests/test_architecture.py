@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     # 4: stages, validation through the pipeline, the checks a training makes before it creates anything
     ("restoration.tasks", "restoration.validation", "restoration.preflight"),
-    ("restoration.mlflow_model",),  # 5: the pipeline as an MLflow model
+    ("restoration.mlflow_model", "restoration.model_card"),  # 5: the pipeline as an MLflow model, its card
     (*ENTRY_POINTS, "restoration.trainer", "data_prep"),  # 6: entry points and CLIs (restoration-shards), the trainer
 ]  # fmt: skip
 
