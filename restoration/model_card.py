@@ -21,10 +21,15 @@ from restoration.config import from_dict
 from restoration.data.builtin import builtin_shards_dir
 from restoration.inference import InferenceSettings
 from restoration.models.mat import MATConfig
-from restoration.weights import INFERENCE_NETWORKS, WeightsSource, recorded_settings, resolve_source
+from restoration.weights import (
+    INFERENCE_NETWORKS,
+    SETTINGS_TABLE_FILE,
+    VAL_ANCHORS_FILE,
+    WeightsSource,
+    recorded_settings,
+    resolve_source,
+)
 
-SETTINGS_FILE = "inference_settings.json"  # the trainer's val scores of each candidate setting (train.SETTINGS_TABLE)
-ANCHORS_FILE = "val_anchors.json"  # the trainer's scores of the classical anchors on the same val split
 SCORE_KEYS = ("S", "M", "C", "score")
 DESCRIPTION_LIMIT = 5000  # characters: the registry's description column (String(5000) in MLflow's SQL stores)
 NETWORK_WHAT = {
@@ -134,7 +139,7 @@ def _validation(directory: Path) -> list[str]:
     """The val scores of each candidate setting and of the anchors, when the trainer wrote them next to the
     weights."""
     lines: list[str] = []
-    table = _read_json(directory / SETTINGS_FILE)
+    table = _read_json(directory / SETTINGS_TABLE_FILE)
     scores = (table or {}).get("scores")
     if isinstance(scores, dict) and scores:
         chosen = table.get("chosen")
@@ -145,8 +150,10 @@ def _validation(directory: Path) -> list[str]:
         lines += [_scores_row(label, s, "default" if label == chosen_label else "")
                   for label, s in scores.items() if isinstance(s, dict)]  # fmt: skip
     else:
-        lines.append(f"No `{SETTINGS_FILE}` with these weights: the candidate settings' val scores are not known here.")
-    anchors = _read_json(directory / ANCHORS_FILE)
+        lines.append(
+            f"No `{SETTINGS_TABLE_FILE}` with these weights: the candidate settings' val scores are not known here."
+        )
+    anchors = _read_json(directory / VAL_ANCHORS_FILE)
     anchor_scores = (anchors or {}).get("scores")
     lines.append("")
     if isinstance(anchor_scores, dict) and anchor_scores:
@@ -157,7 +164,7 @@ def _validation(directory: Path) -> list[str]:
         lines += [_scores_row(f"`{name}`", s, ANCHOR_WHAT.get(name, ""))
                   for name, s in anchor_scores.items() if isinstance(s, dict)]  # fmt: skip
     else:
-        lines.append(f"No `{ANCHORS_FILE}` with these weights: no classical anchor was scored beside the model.")
+        lines.append(f"No `{VAL_ANCHORS_FILE}` with these weights: no classical anchor was scored beside the model.")
     return lines
 
 

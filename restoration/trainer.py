@@ -68,11 +68,10 @@ from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
 from restoration.validation import ANCHOR_KEYS, anchor_scores, choose, evaluate
+from restoration.weights import SETTINGS_TABLE_FILE, VAL_ANCHORS_FILE
 
 log = logging.getLogger("restoration.train")
-SETTINGS_TABLE = "inference_settings.json"  # in final/: every candidate setting's val scores and the chosen one
 CANDIDATES_TABLE = "inference_candidates.json"  # in the MLflow run: the same as a table, a row per candidate and step
-ANCHORS_FILE = "val_anchors.json"  # in final/: the classical anchors scored on the val images the model is scored on
 
 
 def use_bf16(run: RunConfig) -> bool:
@@ -289,7 +288,7 @@ def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfi
     (`validation.choose`; MAT or a classical fill, the colorizer's chroma strength), and the val score logged for
     the last step is theirs, the score `restoration-predict` gives with the export; the classical anchors are scored
     on the same images. Returns (the settings to record, or None when nothing was chosen; the scores per candidate;
-    the anchors' report, `ANCHORS_FILE`'s content)."""
+    the anchors' report, `VAL_ANCHORS_FILE`'s content)."""
     step = cfg.run.max_steps
     pipeline = stage_pipeline(task, cfg, accelerator)
     choosing = cfg.run.choose_settings and pipeline.has_choices
@@ -329,7 +328,7 @@ def log_candidates(tracker: Tracker, results: dict[str, dict], chosen: str, defa
 
 def val_anchors(val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker: Tracker, step: int) -> dict:
     """The classical anchors (`validation.VAL_ANCHORS`) on the val images the model is scored on (collective):
-    printed, logged as `val_anchor/<name>/score`, returned as `ANCHORS_FILE`'s content."""
+    printed, logged as `val_anchor/<name>/score`, returned as `VAL_ANCHORS_FILE`'s content."""
     scores, images = anchor_scores(val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches)
     for name, m in scores.items():
         ran = fill_method("telea") if name == "telea" else name  # without OpenCV, Telea's fill is the biharmonic one
@@ -354,8 +353,8 @@ def finish(task: Task, val_loader, cfg: TrainConfig, accelerator: Accelerator, t
     final_dir = task.parts.export(run_dir / "final", cfg, inference=chosen)
     if results:
         table = {"chosen": chosen, "split": "val", "scores": results}
-        (final_dir / SETTINGS_TABLE).write_text(json.dumps(table, indent=2))
-    (final_dir / ANCHORS_FILE).write_text(json.dumps(anchors, indent=2))
+        (final_dir / SETTINGS_TABLE_FILE).write_text(json.dumps(table, indent=2))
+    (final_dir / VAL_ANCHORS_FILE).write_text(json.dumps(anchors, indent=2))
     tracker.log_dir(final_dir, "final")
     say(accelerator, f"done: final weights in {final_dir}")
     if cfg.run.log_model and tracker.run_id and task.logs_model:

@@ -79,6 +79,9 @@ NETWORK_TABLE: tuple[NetworkSpec, ...] = (
 )  # fmt: skip
 INFERENCE_NETWORKS = tuple(spec for spec in NETWORK_TABLE if spec.inference)
 MODEL_SECTIONS = ("mat", "colorizer", "color_disc", "detector", "baseline")  # what pipeline.json stores
+# written by the trainer beside an export's weights, read by the model card
+SETTINGS_TABLE_FILE = "inference_settings.json"  # every candidate inference setting's val scores and the chosen one
+VAL_ANCHORS_FILE = "val_anchors.json"  # the classical anchors scored on the val images the model is scored on
 
 
 def network_spec(name: str) -> NetworkSpec:
