@@ -1,5 +1,5 @@
-"""The saved model served by `mlflow models serve`, over HTTP: an image is restored, a bad request gets a 4xx whose
-message is the reason."""
+"""The logged and registered model served by `mlflow models serve` from its tracking store, over HTTP: an image is
+restored, a bad request gets a 4xx whose message is the reason."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_contest_folder
+from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from restoration.mlflow_model import save_pipeline_model
+from restoration.mlflow_model import log_pipeline_model
 
 START_TIMEOUT_S = 180.0  # a cold start imports torch and mlflow and loads the model: seconds idle, a minute loaded
 
@@ -72,13 +73,18 @@ def stop(server: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_the_served_model_restores_an_image_and_refuses_bad_requests_with_the_reason(tiny_export, tmp_path):
-    model = save_pipeline_model([tiny_export], tmp_path / "model")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(store)
+    experiment = client.create_experiment("serving", artifact_location=(tmp_path / "mlruns").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    log_pipeline_model([tiny_export], tracking_uri=store, run_id=run_id, register_as="served")
     image = make_contest_folder(tmp_path / "c", count=1) / "test_input" / "TEST_000.png"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # the venv's bin first: the CLI runs `uvicorn` by name, as it would in an activated environment
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model), "--env-manager", "local",
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_TRACKING_URI": store}  # fmt: skip
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/served/1", "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
     log = tmp_path / "server.log"
     with open(log, "w") as out:
