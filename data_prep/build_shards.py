@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from restoration.cli_help import DefaultsHelpFormatter
+from restoration.cli_help import DefaultsHelpFormatter, prog_name
 from restoration.data.shard_build import build
 from restoration.data.shard_sources import VAL_MASKS, BuildError
 from restoration.image_io import OutputError, escape_undecodable_output
@@ -25,7 +25,9 @@ from restoration.image_io import OutputError, escape_undecodable_output
 
 def main(argv: list[str] | None = None) -> int:
     escape_undecodable_output()
-    parser = argparse.ArgumentParser(prog="restoration-shards", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog_name("restoration-shards", "data_prep.build_shards"), description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="mode", required=True)
     for mode in ("contest", "photos"):
         p = sub.add_parser(mode, help=f"build shards from the {mode} layout",

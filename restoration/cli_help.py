@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -23,3 +25,9 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         ):
             return text
         return f"{text} (default: %(default)s)"
+
+
+def prog_name(command: str, module: str) -> str:
+    """The name usage lines show: the console script when that is what ran, else `python -m MODULE`, so the usage
+    line is a command the user can paste back."""
+    return command if Path(sys.argv[0]).name == command else f"python -m {module}"

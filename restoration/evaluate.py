@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+from restoration.cli_help import prog_name
 from restoration.image_io import InputError, OutputError, escape_undecodable_output, writable_file, write_report_csv
 from restoration.scoring import KEYS, evaluate_files, format_table
 from restoration.tracking import Tracker, default_tracking_uri
@@ -50,8 +51,10 @@ def log_to_mlflow(result: dict, json_path: Path, *, tracking_uri: str, run_id: s
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="restoration-evaluate", description="Score predictions with the contest "
-                                     "metric (0.2 S + 0.4 M + 0.4 C) and PSNR.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog=prog_name("restoration-evaluate", "restoration.evaluate"),
+        description="Score predictions with the contest metric (0.2 S + 0.4 M + 0.4 C) and PSNR.",
+    )
     parser.add_argument("--pred", type=Path, required=True, help="folder of predicted PNGs or a submission zip")
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth color images")
     where = parser.add_mutually_exclusive_group(required=True)

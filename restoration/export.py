@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from restoration.checkpoint import TRAINER_STATE, latest_checkpoint
+from restoration.cli_help import prog_name
 from restoration.mlflow_model import log_pipeline_model, save_pipeline_model
 from restoration.tracking import Tracker, default_tracking_uri
 from restoration.weights import ModelSourceError, resolve_source
@@ -41,7 +42,7 @@ def training_run_id(model: Path) -> str | None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="restoration-export",
+        prog=prog_name("restoration-export", "restoration.export"),
         description="Package a trained pipeline as an MLflow pyfunc model (log it into a run and/or register it, "
         "or save it).",
     )

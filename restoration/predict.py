@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from restoration.cli_help import prog_name
 from restoration.image_io import (
     ImageItem,
     InputError,
@@ -172,7 +173,8 @@ def write_skipped(out_dir: Path, skipped: list[tuple[str, str]]) -> Path:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="restoration-predict", description="Restore color images from masked gray inputs with a trained model."
+        prog=prog_name("restoration-predict", "restoration.predict"),
+        description="Restore color images from masked gray inputs with a trained model.",
     )
     parser.add_argument(
         "--model", action="append", required=True, metavar="DIR|URI",

@@ -12,10 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from restoration.cli_help import prog_name
+
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], argparse.Namespace]:
     parser = argparse.ArgumentParser(
-        prog="restoration-train",
+        prog=prog_name("restoration-train", "restoration.train"),
         description="Train a stage of the restoration pipeline: an optional CONFIG.yaml, then dotted overrides "
         "such as optim.lr=1e-4 run.max_steps=500 (every key: --help-config). The data, weights files and "
         "init.from_weights are checked before anything is created; a problem exits with 2.",
@@ -23,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], a
         "75 stopped by a signal after saving (requeue to resume)",
     )
     parser.add_argument("args", nargs="*", metavar="CONFIG.yaml | key=value")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action="version", version=f"restoration {package_version()}")
     parser.add_argument("--check", "--dry-run", dest="check", action="store_true",
                         help="check the config, data, weights and run directory, print the resolved config and what "
                         "a run would do (start, resume, nothing), and exit: 0 ready, 2 not")  # fmt: skip

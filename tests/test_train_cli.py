@@ -95,7 +95,7 @@ def test_help_config_lists_every_key_with_its_default_and_version_answers(capsys
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0
-    assert capsys.readouterr().out.startswith("restoration-train ")
+    assert capsys.readouterr().out.startswith("restoration 0.")
 
 
 def test_help_and_version_answer_without_importing_torch():
@@ -113,6 +113,6 @@ def test_help_and_version_answer_without_importing_torch():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert "usage: restoration-train" in out.stdout
+    assert "usage: python -m restoration.train" in out.stdout
     assert "--help-config" in out.stdout
     assert "HEAVY []" in out.stdout
