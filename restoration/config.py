@@ -270,9 +270,18 @@ def _nearest(key: str, valid: Sequence[str]) -> str | None:
 
 
 def _unknown_key(where: str, key: str, valid: Sequence[str]) -> ConfigError:
+    """Names the nearest valid key and lists the keys of the section the unknown one is in (or the sections), not
+    all ~100 keys on one line."""
     hint = _nearest(key, valid)
     suggestion = f"; did you mean {hint!r}?" if hint else ""
-    return ConfigError(f"{where}: unknown key {key!r}{suggestion} (valid keys: {', '.join(valid)})")
+    section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    siblings = [v.removeprefix(section) for v in valid if section and v.startswith(section)]
+    if siblings:
+        listing = f"keys under {section.rstrip('.')!r}: {', '.join(siblings)}"
+    else:
+        tops = list(dict.fromkeys(v.split(".", 1)[0] for v in valid))
+        listing = f"top-level keys and sections: {', '.join(tops)}"
+    return ConfigError(f"{where}: unknown key {key!r}{suggestion} ({listing})")
 
 
 def _from_mapping(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "") -> T:
@@ -283,7 +292,7 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], source: str, prefix: st
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
-            raise _unknown_key(source, dotted, [f"{prefix}{name}" for name in fields])
+            raise _unknown_key(source.rstrip(":"), dotted, [f"{prefix}{name}" for name in fields])
         tp = hints[key]
         if dataclasses.is_dataclass(tp) and isinstance(tp, type) and isinstance(value, Mapping):
             kwargs[key] = _from_mapping(tp, value, source, f"{dotted}.")

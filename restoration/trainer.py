@@ -507,7 +507,8 @@ def run_command(config_path: Path | None, overrides: list[str], ns: argparse.Nam
         check_recipe(cfg)
     except ConfigError as err:
         if is_first_rank():
-            print(f"config error: {err}", file=sys.stderr)
+            more = "; every key with its type and default: --help-config" if "unknown key" in str(err) else ""
+            print(f"config error: {err}{more}", file=sys.stderr)
         return 2
     run_dir = (cfg.run.output_dir / cfg.run.name).resolve()
     if ns.print_run_dir:

@@ -182,3 +182,14 @@ def test_every_shipped_config_loads():
 
     for path in sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")):
         load_config(TrainConfig, path)
+
+
+def test_an_unknown_key_lists_its_section_not_every_key():
+    from restoration.recipe import TrainConfig
+
+    with pytest.raises(ConfigError) as err:
+        load_config(TrainConfig, None, ["optim.lrr=1"])
+    message = str(err.value)
+    assert "did you mean 'optim.lr'?" in message
+    assert "(keys under 'optim': lr, d_lr," in message
+    assert "run.name" not in message
