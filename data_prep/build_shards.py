@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from restoration.cli_help import DefaultsHelpFormatter, prog_name
+from restoration.cli_help import DefaultsHelpFormatter, add_version, prog_name
 from restoration.data.shard_build import build
 from restoration.data.shard_sources import VAL_MASKS, BuildError
 from restoration.image_io import OutputError, escape_undecodable_output
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog_name("restoration-shards", "data_prep.build_shards"), description=__doc__.split("\n\n")[0]
     )
+    add_version(parser)
     sub = parser.add_subparsers(dest="mode", required=True)
     for mode in ("contest", "photos"):
         p = sub.add_parser(mode, help=f"build shards from the {mode} layout",

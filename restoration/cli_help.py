@@ -31,3 +31,17 @@ def prog_name(command: str, module: str) -> str:
     """The name usage lines show: the console script when that is what ran, else `python -m MODULE`, so the usage
     line is a command the user can paste back."""
     return command if Path(sys.argv[0]).name == command else f"python -m {module}"
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("restoration")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """`--version`, the same on every command line: the installed package's version."""
+    parser.add_argument("--version", action="version", version=f"restoration {package_version()}")

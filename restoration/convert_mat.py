@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from restoration.cli_help import prog_name
+from restoration.cli_help import add_version, prog_name
 from restoration.models.mat_checkpoint import UnsafePickleError, convert
 
 
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog_name("restoration-convert-mat", "restoration.convert_mat"), description=__doc__.split("\n\n")[0]
     )
+    add_version(parser)
     parser.add_argument("src", type=Path, help="official .pkl, or a G-only .pth state dict")
     parser.add_argument("out", type=Path, help="output .safetensors")
     ns = parser.parse_args(argv)

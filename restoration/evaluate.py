@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from restoration.cli_help import prog_name
+from restoration.cli_help import add_version, prog_name
 from restoration.image_io import InputError, OutputError, escape_undecodable_output, writable_file, write_report_csv
 from restoration.scoring import KEYS, evaluate_files, format_table
 from restoration.tracking import Tracker, default_tracking_uri
@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=prog_name("restoration-evaluate", "restoration.evaluate"),
         description="Score predictions with the contest metric (0.2 S + 0.4 M + 0.4 C) and PSNR.",
     )
+    add_version(parser)
     parser.add_argument("--pred", type=Path, required=True, help="folder of predicted PNGs or a submission zip")
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth color images")
     where = parser.add_mutually_exclusive_group(required=True)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from restoration.checkpoint import TRAINER_STATE, latest_checkpoint
-from restoration.cli_help import prog_name
+from restoration.cli_help import add_version, prog_name
 from restoration.mlflow_model import log_pipeline_model, save_pipeline_model
 from restoration.tracking import Tracker, default_tracking_uri
 from restoration.weights import ModelSourceError, resolve_source
@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Package a trained pipeline as an MLflow pyfunc model (log it into a run and/or register it, "
         "or save it).",
     )
+    add_version(parser)
     parser.add_argument(
         "--model", action="append", type=Path, required=True, metavar="DIR",
         help="run dir, final/ export or checkpoint dir; repeat to combine (first match per network)",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import shutil
 import tempfile
@@ -159,36 +160,41 @@ def _encode_png(rgb: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-class RestorationModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc model object, built by `pyfunc_entry.py` when MLflow loads the model."""
+# `predict` takes a DataFrame whose columns the signature describes. At class creation MLflow prints advice to
+# type-hint `predict` instead, under a warning filter of its own (`warnings.filterwarnings` cannot silence it); hints
+# would make it validate requests by types that cannot say "image or path", so the advice is not printed.
+with contextlib.redirect_stderr(io.StringIO()):
 
-    pipeline = None
+    class RestorationModel(mlflow.pyfunc.PythonModel):
+        """The pyfunc model object, built by `pyfunc_entry.py` when MLflow loads the model."""
 
-    def load_context(self, context: Any) -> None:
-        import torch
+        pipeline = None
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.pipeline = load_pipeline([context.artifacts["pipeline"]], device)
+        def load_context(self, context: Any) -> None:
+            import torch
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
-        import pandas as pd
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.pipeline = load_pipeline([context.artifacts["pipeline"]], device)
 
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        settings, seed, batch = request_settings(self.pipeline.defaults, params or {})
-        grays = read_rows(frame)
-        out = []
-        for start in range(0, len(grays), batch):
-            keys = [str(i) for i in range(start, start + batch)][: len(grays) - start]  # the row decides the draws
-            out.extend(self.pipeline.restore(grays[start : start + batch], settings=settings, seed=seed, keys=keys))
-        return pd.DataFrame(
-            {
-                "image": [_encode_png(r.rgb) for r in out],
-                "width": [int(r.rgb.shape[1]) for r in out],
-                "height": [int(r.rgb.shape[0]) for r in out],
-                "lost_fraction": [float(1.0 - r.known.mean()) for r in out],
-                "mask_source": [r.mask_source for r in out],
-            }
-        )
+        def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
+            import pandas as pd
+
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            settings, seed, batch = request_settings(self.pipeline.defaults, params or {})
+            grays = read_rows(frame)
+            out = []
+            for start in range(0, len(grays), batch):
+                keys = [str(i) for i in range(start, start + batch)][: len(grays) - start]  # the row decides the draws
+                out.extend(self.pipeline.restore(grays[start : start + batch], settings=settings, seed=seed, keys=keys))
+            return pd.DataFrame(
+                {
+                    "image": [_encode_png(r.rgb) for r in out],
+                    "width": [int(r.rgb.shape[1]) for r in out],
+                    "height": [int(r.rgb.shape[0]) for r in out],
+                    "lost_fraction": [float(1.0 - r.known.mean()) for r in out],
+                    "mask_source": [r.mask_source for r in out],
+                }
+            )
 
 
 def signature(defaults: InferenceSettings) -> Any:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from restoration.cli_help import prog_name
+from restoration.cli_help import add_version, prog_name
 from restoration.image_io import (
     ImageItem,
     InputError,
@@ -176,6 +176,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=prog_name("restoration-predict", "restoration.predict"),
         description="Restore color images from masked gray inputs with a trained model.",
     )
+    add_version(parser)
     parser.add_argument(
         "--model", action="append", required=True, metavar="DIR|URI",
         help="run dir, final/ export, checkpoint dir, MLflow model dir or URI (runs:/ID/model, models:/NAME/VER); "

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from restoration.cli_help import prog_name
+from restoration.cli_help import add_version, prog_name
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], argparse.Namespace]:
@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], a
         "75 stopped by a signal after saving (requeue to resume)",
     )
     parser.add_argument("args", nargs="*", metavar="CONFIG.yaml | key=value")
-    parser.add_argument("--version", action="version", version=f"restoration {package_version()}")
+    add_version(parser)
     parser.add_argument("--check", "--dry-run", dest="check", action="store_true",
                         help="check the config, data, weights and run directory, print the resolved config and what "
                         "a run would do (start, resume, nothing), and exit: 0 ready, 2 not")  # fmt: skip
@@ -49,15 +49,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, list[str], a
     if ns.fresh and ns.resume == "must":
         parser.error("--fresh starts over; it cannot be combined with --resume must")
     return (Path(configs[0]) if configs else None), overrides, ns
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("restoration")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
