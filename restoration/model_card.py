@@ -102,11 +102,13 @@ def _networks(sources: list[WeightsSource]) -> list[str]:
 def _shards_dir(root: str, size: Any, run_config: Path | None, output_dir: Any) -> Path:
     """Where the shards of `data.root` are: the path itself, or for `builtin` the folder the demo builds next to the
     runs (`<output_dir>/demo-data/builtin-<size>/shards`; `output_dir` may be relative to where training ran, so the
-    run directory's parent is tried as well)."""
+    run directory's parent is tried first)."""
     if root != "builtin" or not size:
         return Path(root)
-    outputs = [Path(output_dir)] if output_dir else []
-    outputs += [run_config.parent.parent] if run_config is not None else []  # runs/<name>/config.yaml -> runs
+    # the run's own parent first (runs/<name>/config.yaml -> runs): a relative output_dir read from here could name
+    # another project's runs
+    outputs = [run_config.parent.parent] if run_config is not None else []
+    outputs += [Path(output_dir)] if output_dir else []
     candidates = [builtin_shards_dir(o, int(size)) for o in outputs]
     return next((c for c in candidates if (c / "manifest.json").is_file()), Path(root))
 
