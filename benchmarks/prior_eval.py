@@ -6,7 +6,7 @@ Each arm is one training recipe, one export per seed. Every export restores the 
 contest-style masks, the lost region found from the input as `restoration-predict` finds it) with MAT (`tile`) and
 with the pipeline's classical fill (`fill`); the torch harmonic fill (`restoration.models.fill_prior`, where an
 untrained `mat.prior: fill` starts) is scored beside them. Prints per arm the mean M and score of each and MAT's
-paired difference to the fill with a 95 % interval (two-level bootstrap over seeds, then photos:
+paired differences to both fills with a 95 % interval (two-level bootstrap over seeds, then photos:
 `benchmarks.study.bootstrap_diff`), then each arm's MAT against the first arm's; `--json` keeps the per-photo
 figures.
 """
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             d = bootstrap_diff([r[k] for r in tile], [r[k] for r in fill])
             print(f"  {k}: MAT tile {mean_of(tile, k):.4f}  classical fill {mean_of(fill, k):.4f}  harmonic fill "
                   f"{mean_of([harmonic], k):.4f}  MAT - fill {ci_text(d)} ({d['wins']}/{d['photos']})")  # fmt: skip
+            d = bootstrap_diff([r[k] for r in tile], [harmonic[k]] * len(tile))
+            print(f"  {k}: MAT - harmonic fill {ci_text(d)} ({d['wins']}/{d['photos']})")
         if first_tile is None:
             first_tile = (name, tile)
         else:
