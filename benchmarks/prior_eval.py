@@ -1,6 +1,7 @@
 """MAT against the classical fill on M, per val photo, for trained inpainters (issue 22: `mat.prior`).
 
     python -m benchmarks.prior_eval --shards SHARDS --arm none RUN/final [RUN/final ...] --arm fill RUN/final ...
+    python -m benchmarks.prior_eval --contest CONTEST_DIR --arm ...     # photos laid out as the contest's
 
 Each arm is one training recipe, one export per seed. Every export restores the shards' val split (its baked
 contest-style masks, the lost region found from the input as `restoration-predict` finds it) with MAT (`tile`) and
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from benchmarks.quality import val_samples
 from benchmarks.study import bootstrap_diff, ci_text
@@ -64,13 +66,23 @@ def score_export(export: Path, samples: list[dict], mode: str) -> dict[str, dict
     return out
 
 
+def contest_samples(contest: Path) -> list[dict]:
+    """The photos of a contest-style folder (`test_input/`, `gt/`; `benchmarks.study.contest_eval_set`)."""
+    return [
+        {"key": p.stem, "input": np.asarray(Image.open(p)), "gt": np.asarray(Image.open(contest / "gt" / p.name))}
+        for p in sorted((contest / "test_input").glob("*.png"))
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.prior_eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--shards", type=Path, required=True)
+    photos = parser.add_mutually_exclusive_group(required=True)
+    photos.add_argument("--shards", type=Path, help="shards whose val split is scored")
+    photos.add_argument("--contest", type=Path, help="or a contest-style folder (test_input/, gt/)")
     parser.add_argument("--arm", nargs="+", action="append", required=True, metavar=("NAME", "EXPORT"))
     parser.add_argument("--json", type=Path, default=None)
     ns = parser.parse_args(argv)
-    samples = val_samples(ns.shards, Path("/tmp/prior_eval_val"))
+    samples = contest_samples(ns.contest) if ns.contest else val_samples(ns.shards, Path("/tmp/prior_eval_val"))
     harmonic: dict[str, dict[str, float]] = {k: {} for k in KEYS}
     for s in samples:
         known, _ = known_from_pair(s["input"], pil_gray_u8(s["gt"]))
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         gains = [float(getattr(load_pipeline([Path(e)]).networks["inpainter"].synthesis, "prior_gain", torch.nan))
                  for e in exports]  # fmt: skip
         results[name] = {"exports": exports, "tile": tile, "fill": fill, "prior_gain": gains}
-        print(f"{name}: {len(exports)} seed(s), {len(samples)} val photos, prior_gain {gains}")
+        print(f"{name}: {len(exports)} seed(s), {len(samples)} photos, prior_gain {gains}")
         for k in KEYS:
             d = bootstrap_diff([r[k] for r in tile], [r[k] for r in fill])
             print(f"  {k}: MAT tile {mean_of(tile, k):.4f}  classical fill {mean_of(fill, k):.4f}  harmonic fill "
