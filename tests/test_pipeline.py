@@ -198,6 +198,7 @@ def test_an_export_with_the_fill_prior_rebuilds_it_and_untrained_restores_the_ha
     assert json.loads((export / "pipeline.json").read_text())["mat"]["prior"] == "fill"
     pipeline = load_pipeline([export])
     assert pipeline.networks["inpainter"].synthesis.prior == "fill"
+    assert "MAT (tile, on the harmonic fill)" in pipeline.describe()
     yy, xx = np.mgrid[0:64, 0:64]
     known = np.ones((64, 64), np.uint8)
     known[20:40, 10:50] = 0
