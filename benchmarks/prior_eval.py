@@ -37,7 +37,7 @@ KEYS = ("M", "score")
 
 def pil_gray_u8(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 -> (H, W) uint8, PIL's 'L'."""
-    return rgb_to_gray_u8(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1))[0].numpy()
+    return rgb_to_gray_u8(torch.from_numpy(np.array(rgb)).permute(2, 0, 1))[0].numpy()
 
 
 def mean_of(runs: list[dict[str, dict[str, float]]], key: str) -> float:
