@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arm", nargs="+", action="append", required=True, metavar=("NAME", "EXPORT"))
     parser.add_argument("--json", type=Path, default=None)
     ns = parser.parse_args(argv)
-    samples = contest_samples(ns.contest) if ns.contest else val_samples(ns.shards, Path("/tmp/prior_eval_val"))
+    if ns.contest:
+        samples = contest_samples(ns.contest)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:  # val_samples also writes the scorer's files: not needed here
+            samples = val_samples(ns.shards, Path(scratch))
     harmonic: dict[str, dict[str, float]] = {k: {} for k in KEYS}
     for s in samples:
         known, _ = known_from_pair(s["input"], pil_gray_u8(s["gt"]))
