@@ -129,7 +129,10 @@ class Pipeline:
             if s.inpaint_mode == "fill":
                 inpainter = f"classical fill ({PIPELINE_FILL})"
             elif "inpainter" in nets:
-                inpainter = f"MAT ({s.inpaint_mode})"
+                on_fill = (
+                    ", on the harmonic fill" if getattr(nets["inpainter"].synthesis, "prior", "none") == "fill" else ""
+                )
+                inpainter = f"MAT ({s.inpaint_mode}{on_fill})"
             else:
                 inpainter = "no inpainter (lost region kept as filled)"
             scale = (f", chroma x{s.chroma_scale:g}" if s.chroma_scale != 1 else "") + (

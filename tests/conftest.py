@@ -35,8 +35,11 @@ def pytest_collection_modifyitems(config, items):
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
 
-def write_tiny_export(out_dir: Path, networks: tuple[str, ...] = ("mat_G", "color_G"), seed: int = 0) -> Path:
-    """An export directory (as `runs/<name>/final/`) of the tiny config's networks with random weights."""
+def write_tiny_export(
+    out_dir: Path, networks: tuple[str, ...] = ("mat_G", "color_G"), seed: int = 0, overrides: tuple[str, ...] = ()
+) -> Path:
+    """An export directory (as `runs/<name>/final/`) of the tiny config's networks (with the dotted config
+    `overrides`) with random weights."""
     from restoration.config import load_config
     from restoration.models.colorizer import build_colorizer
     from restoration.models.detector import build_detector
@@ -44,7 +47,7 @@ def write_tiny_export(out_dir: Path, networks: tuple[str, ...] = ("mat_G", "colo
     from restoration.recipe import TrainConfig, pipeline_meta
     from restoration.weights import export_weights
 
-    cfg = load_config(TrainConfig, TINY_CONFIG)
+    cfg = load_config(TrainConfig, TINY_CONFIG, overrides)
     torch.manual_seed(seed)
     builders = {
         "mat_G": lambda: build_generator(cfg.mat),

@@ -106,6 +106,11 @@ def test_faithful_pickle_round_trips_to_strictly_loadable_safetensors(official_m
     assert torch.equal(loaded.mapping.fc0.weight, G.mapping.fc0.weight)
     for (k, a), (_, b) in zip(D.state_dict().items(), loaded_D.state_dict().items()):
         assert torch.equal(a, b), k
+    # the fill prior's gain is the one key an official checkpoint lacks; it stays 0 (the generator returns the fill)
+    with_prior = build_generator(MATConfig(preset="tiny", weights=out, prior="fill"))
+    load_mat_weights(MATConfig(preset="tiny", weights=out, prior="fill"), with_prior)
+    assert torch.equal(with_prior.mapping.fc0.weight, G.mapping.fc0.weight)
+    assert with_prior.synthesis.prior_gain.item() == 0.0
 
 
 class Evil:

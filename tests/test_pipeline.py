@@ -188,6 +188,26 @@ def test_fill_mode_is_the_biharmonic_fill_of_the_gray(tiny_export):
     assert np.array_equal(signed_to_u8(filled)[0, 0].numpy(), classical_fill(gray_in, known, "biharmonic"))
 
 
+def test_an_export_with_the_fill_prior_rebuilds_it_and_untrained_restores_the_harmonic_fill(tmp_path):
+    import torch
+
+    from restoration.data.color import signed_to_u8, u8_to_signed
+    from restoration.models.fill_prior import harmonic_fill
+
+    export = write_tiny_export(tmp_path / "final", ("mat_G",), overrides=("mat.prior=fill",))
+    assert json.loads((export / "pipeline.json").read_text())["mat"]["prior"] == "fill"
+    pipeline = load_pipeline([export])
+    assert pipeline.networks["inpainter"].synthesis.prior == "fill"
+    assert "MAT (tile, on the harmonic fill)" in pipeline.describe()
+    yy, xx = np.mgrid[0:64, 0:64]
+    known = np.ones((64, 64), np.uint8)
+    known[20:40, 10:50] = 0
+    gray_in = np.where(known == 1, 50 + 2 * xx + yy, 5).astype(np.uint8)
+    restored = pipeline.restore([gray_in], [known], settings=InferenceSettings(inpaint_mode="tile"))[0]
+    expected = harmonic_fill(u8_to_signed(torch.from_numpy(gray_in))[None, None], torch.from_numpy(known)[None, None])
+    assert np.abs(restored.gray.astype(int) - signed_to_u8(expected)[0, 0].numpy().astype(int)).max() <= 1
+
+
 def test_resize_inpainting_keeps_known_pixels_exact(tiny_export):
     pipeline = load_pipeline([tiny_export])
     gray = np.random.default_rng(1).integers(0, 256, (1, 1, 150, 200)).astype(np.float32) / 127.5 - 1

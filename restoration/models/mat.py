@@ -17,6 +17,12 @@ the builders return freshly initialised networks; the official-checkpoint side (
 conversion, loading `MATConfig.weights` with `load_mat_weights`) is `restoration.models.mat_checkpoint`, which
 imports this module and never the other way round, so building a model cannot read files.
 
+The fill prior (`MATConfig.prior = "fill"`, issue 22): the generator fills the hole with the harmonic fill of the
+known pixels (`restoration.models.fill_prior`) and sees that image instead of zeros in the hole (the first layers'
+shapes, hence the official weights, are unchanged), and its output is `fill + prior_gain * decoder output` with a
+zero-initialised scalar `prior_gain`, so an untrained network returns exactly the fill in the hole and training moves
+from there. With the default `"none"` the generator is the official one, parameter for parameter.
+
 Gray images: the official weights are RGB. `gray_to_mat_input` replicates gray to 3 channels (what MAT's own data
 loader does for 1-channel images) and `mat_output_to_luma` turns the RGB output back into BT.601 luma.
 """
@@ -35,6 +41,7 @@ from torch import Tensor, nn
 
 from restoration.data.color import rgb_to_luma
 from restoration.models.attention import WindowAttention
+from restoration.models.fill_prior import harmonic_fill
 from restoration.models.layers import (
     Conv2dLayer,
     DisBlock,
@@ -54,6 +61,7 @@ from restoration.models.mat_transformer import BasicLayer, PatchResample, featur
 # -- configuration -------------------------------------------------------------------------------------------------
 
 Preset = Literal["official512", "official256", "small", "tiny"]
+Prior = Literal["none", "fill"]
 
 
 @dataclass
@@ -112,6 +120,7 @@ class MATConfig:
     checkpointing: bool = False  # activation checkpointing per transformer stage (saves memory)
     fused_attention: bool = True
     extra: dict[str, int] = field(default_factory=dict)  # architecture overrides, e.g. {dim: 96}
+    prior: Prior = "none"  # "fill": start from the harmonic fill and learn a residual on it (module docstring)
 
     def arch(self) -> MATArch:
         base = PRESETS[self.preset]
@@ -163,6 +172,7 @@ class FirstStage(nn.Module):
         super().__init__()
         dim, res = arch.dim, arch.token_res
         self.checkpointing = False
+        self.masks_input = True  # False with the fill prior: the hole holds the fill, which the first layer reads
         self.conv_first = PartialConv2d(arch.img_channels + 1, dim, 3)
         down_times = int(math.log2(arch.img_resolution // arch.token_res))
         self.enc_conv = nn.ModuleList(PartialConv2d(dim, dim, 3, down=2) for _ in range(down_times))
@@ -196,7 +206,8 @@ class FirstStage(nn.Module):
         noise_mode: str = "random",
         generator: Generators = None,
     ) -> Tensor:
-        x = torch.cat([known - 0.5, img * known], dim=1).contiguous(memory_format=preferred_format(img))
+        seen = img * known if self.masks_input else img
+        x = torch.cat([known - 0.5, seen], dim=1).contiguous(memory_format=preferred_format(img))
         skips = []
         x, mask = self.conv_first(x, known)
         skips.append(x)
@@ -346,9 +357,9 @@ class Decoder(nn.Module):
 
 
 class SynthesisNet(nn.Module):
-    def __init__(self, arch: MATArch) -> None:
+    def __init__(self, arch: MATArch, prior: Prior = "none") -> None:
         super().__init__()
-        self.arch = arch
+        self.arch, self.prior = arch, prior
         top, bottom = int(math.log2(arch.img_resolution)), int(math.log2(arch.enc_bottom))
         self.num_ws = 2 * (top - bottom) + 2
         self.first_stage = FirstStage(arch)
@@ -357,11 +368,16 @@ class SynthesisNet(nn.Module):
         gs_dim = arch.channel_max * 2
         self.to_style = ToStyle(arch.nf(bottom), gs_dim, max(1, bottom - 1))
         self.dec = Decoder(arch, arch.w_dim + gs_dim)
+        if prior == "fill":
+            self.first_stage.masks_input = False
+            self.prior_gain = nn.Parameter(torch.zeros(()))  # 0: the untrained generator returns the fill
 
     def forward(self, img, known, ws, noise_mode="random", return_stg1=False, generator=None):
+        if self.prior == "fill":
+            img = harmonic_fill(img, known)  # (B, C, H, W): the known pixels, the fill in the hole
         out_stg1 = self.first_stage(img, known, ws, noise_mode=noise_mode, generator=generator)
         x = img * known + out_stg1 * (1 - known)
-        x = torch.cat([known - 0.5, x, img * known], dim=1)
+        x = torch.cat([known - 0.5, x, img if self.prior == "fill" else img * known], dim=1)
         feats = self.enc(x.contiguous(memory_format=preferred_format(x)))
         bottom = self.enc.levels[-1]
         fea = feats[bottom]
@@ -373,6 +389,8 @@ class SynthesisNet(nn.Module):
         feats[bottom] = fea
         gs = self.to_style(fea)
         out = self.dec(fea, ws, gs, feats, noise_mode, generator)
+        if self.prior == "fill":
+            out = img + self.prior_gain * out  # the fill plus a learnt residual
         out = out * (1 - known) + img * known
         return (out, out_stg1) if return_stg1 else out
 
@@ -380,14 +398,15 @@ class SynthesisNet(nn.Module):
 class Generator(nn.Module):
     """MAT generator. Call as the official code: `G(img, known_mask, z, c, truncation_psi=1, noise_mode='const')`,
     img (B, 3, H, W) in [-1, 1], known_mask (B, 1, H, W) with 1 = known; returns the composited image (and the
-    stage-1 composite with `return_stg1=True`)."""
+    stage-1 composite with `return_stg1=True`). With `prior="fill"` the hole starts from its harmonic fill (module
+    docstring)."""
 
-    def __init__(self, arch: MATArch) -> None:
+    def __init__(self, arch: MATArch, *, prior: Prior = "none") -> None:
         super().__init__()
         self.arch = arch
         self.z_dim, self.c_dim, self.w_dim = arch.z_dim, 0, arch.w_dim
         self.img_resolution, self.img_channels = arch.img_resolution, arch.img_channels
-        self.synthesis = SynthesisNet(arch)
+        self.synthesis = SynthesisNet(arch, prior)
         self.mapping = MappingNet(arch.z_dim, arch.w_dim, self.synthesis.num_ws, num_layers=arch.mapping_layers)
 
     def forward(
@@ -455,7 +474,7 @@ class Discriminator(nn.Module):
 def build_generator(cfg: MATConfig) -> Generator:
     """The architecture `cfg` names, freshly initialised (`cfg.weights` is loaded by
     `mat_checkpoint.load_mat_weights`)."""
-    G = Generator(cfg.arch())
+    G = Generator(cfg.arch(), prior=cfg.prior)
     G.set_checkpointing(cfg.checkpointing)
     G.set_fused_attention(cfg.fused_attention)
     return G
@@ -470,7 +489,9 @@ def mat_inputs(
     gray_in: Tensor, known: Tensor, z_dim: int, generator: Generators = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """MAT's input recipe for a gray image, the one place training and inference take it from: (the masked
-    3-channel image, z, c). z comes from the global RNG (training) or from `generator` (reproducible inference)."""
+    3-channel image, z, c). z comes from the global RNG (training) or from `generator` (reproducible inference).
+    The generator's fill prior, when on, fills the hole from the known pixels inside the network, so it reads the
+    same input."""
     masked = gray_to_mat_input(gray_in) * known  # (B, 3, H, W); MAT masks again internally
     z = draw(lambda s, g: torch.randn(s, device=known.device, generator=g), (known.shape[0], z_dim), generator)
     c = torch.zeros(known.shape[0], 0, device=known.device)

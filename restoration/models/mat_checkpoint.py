@@ -269,10 +269,11 @@ def convert_official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tens
 
 def load_state_flexible(module: nn.Module, state: dict[str, Tensor]) -> list[str]:
     """Strict load, except that missing `noise_const`/`noise_strength` keys (G-only exports made without noise
-    inputs) keep their initial values and are reported."""
+    inputs) and a missing `synthesis.prior_gain` (the fill prior's gain, which no official checkpoint has) keep their
+    initial values and are reported."""
     state = convert_official_state_dict(state)
     missing, unexpected = module.load_state_dict(state, strict=False)
-    tolerated = [k for k in missing if k.endswith(("noise_const", "noise_strength"))]
+    tolerated = [k for k in missing if k.endswith(("noise_const", "noise_strength")) or k == "synthesis.prior_gain"]
     real_missing = [k for k in missing if k not in tolerated]
     if real_missing or unexpected:
         raise RuntimeError(f"MAT weights do not fit: missing {real_missing[:5]}, unexpected {unexpected[:5]}")

@@ -1,4 +1,5 @@
-"""MAT on the tiny preset: contract, reproducibility, checkpointing, gray helpers, key layout, compile."""
+"""MAT on the tiny preset: contract, reproducibility, checkpointing, gray helpers, key layout, the fill prior,
+compile."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from restoration.inference import inpaint_gray
+from restoration.models.fill_prior import harmonic_fill
 from restoration.models.mat import (
     MATConfig,
     build_discriminator,
@@ -20,6 +23,7 @@ from restoration.models.mat_checkpoint import (
     build_official_discriminator,
     build_official_generator,
     convert_official_state_dict,
+    load_state_flexible,
 )
 
 FIXTURE = Path(
@@ -99,6 +103,43 @@ def test_state_dict_keys_and_shapes_equal_the_official_ones(res):
     assert convert_official_state_dict({"model.a.attn_mask": torch.zeros(1), "module.b": torch.ones(1)}) == {
         "b": torch.ones(1)
     }
+
+
+def test_fill_prior_off_adds_no_parameter_and_no_random_draw():
+    torch.manual_seed(0)
+    G_none = build_generator(MATConfig(preset="tiny"))
+    after_none = torch.get_rng_state()
+    torch.manual_seed(0)
+    G_fill = build_generator(MATConfig(preset="tiny", prior="fill"))
+    assert torch.equal(after_none, torch.get_rng_state())
+    none, fill = G_none.state_dict(), G_fill.state_dict()
+    assert set(fill) - set(none) == {"synthesis.prior_gain"}
+    assert all(torch.equal(v, fill[k]) for k, v in none.items())
+
+
+def test_untrained_fill_prior_generator_returns_the_fill_and_its_gain_learns():
+    G = build_generator(MATConfig(preset="tiny", prior="fill"))
+    img, known, z, c = tiny_inputs()
+    masked = img * known
+    out, stg1 = G(masked, known, z, c, return_stg1=True)
+    assert torch.equal(out, harmonic_fill(masked, known))  # exactly the fill, known pixels the input's
+    assert torch.equal(out * known, img * known)
+    out.square().mean().backward()  # step 0: only the zero gain can move the output
+    assert G.synthesis.prior_gain.grad is not None
+    assert G.synthesis.prior_gain.grad.abs() > 0
+    gray = img[:, :1]
+    restored = inpaint_gray(G.eval(), gray, known, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(restored, harmonic_fill(gray, known), atol=1e-6)  # luma of R = G = B
+
+
+def test_fill_prior_loads_weights_without_its_gain_and_nothing_else_missing():
+    state = build_generator(MATConfig(preset="tiny")).state_dict()  # the official layout: no prior_gain
+    G = build_generator(MATConfig(preset="tiny", prior="fill"))
+    assert load_state_flexible(G, state) == ["synthesis.prior_gain"]
+    assert G.synthesis.prior_gain.item() == 0.0
+    state.pop("mapping.fc0.weight")
+    with pytest.raises(RuntimeError, match="mapping.fc0.weight"):
+        load_state_flexible(G, state)
 
 
 @pytest.mark.slow
