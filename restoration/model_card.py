@@ -21,6 +21,7 @@ from restoration.config import from_dict
 from restoration.data.builtin import builtin_shards_dir
 from restoration.inference import InferenceSettings
 from restoration.models.mat import MATConfig
+from restoration.scoring import CONTEST_KEYS
 from restoration.weights import (
     INFERENCE_NETWORKS,
     SETTINGS_TABLE_FILE,
@@ -30,7 +31,6 @@ from restoration.weights import (
     resolve_source,
 )
 
-SCORE_KEYS = ("S", "M", "C", "score")
 DESCRIPTION_LIMIT = 5000  # characters: the registry's description column (String(5000) in MLflow's SQL stores)
 NETWORK_WHAT = {
     "inpainter": "MAT (mask-aware transformer, Li et al. 2022) paints the lost gray pixels",
@@ -70,12 +70,12 @@ def _run_config(source: WeightsSource) -> tuple[dict[str, Any], Path] | None:
 
 
 def _scores_row(name: str, scores: dict[str, Any], note: str = "") -> str:
-    cells = [f"{float(scores[k]):.4f}" if isinstance(scores.get(k), (int, float)) else "-" for k in SCORE_KEYS]
+    cells = [f"{float(scores[k]):.4f}" if isinstance(scores.get(k), (int, float)) else "-" for k in CONTEST_KEYS]
     return f"| {name} | {' | '.join(cells)} | {note} |"
 
 
 def _table_head(first: str) -> list[str]:
-    return [f"| {first} | {' | '.join(SCORE_KEYS)} | |", "|---" * (len(SCORE_KEYS) + 2) + "|"]
+    return [f"| {first} | {' | '.join(CONTEST_KEYS)} | |", "|---" * (len(CONTEST_KEYS) + 2) + "|"]
 
 
 def _networks(sources: list[WeightsSource]) -> list[str]:

@@ -9,10 +9,10 @@ naming the config key, the file and what to do, so a user fixes them all at once
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from restoration.recipe import STAGE_NETWORKS, TrainConfig
+from restoration.data.shards import read_manifest
+from restoration.recipe import MAT_STAGES, STAGE_NETWORKS, TrainConfig
 from restoration.weights import ModelSourceError, network_spec, resolve_source
 
 BUILTIN = Path("builtin")
@@ -34,7 +34,7 @@ def data_problems(cfg: TrainConfig) -> list[str]:
         return [f"data.root={root}: no manifest.json, so not a finished shard folder (an interrupted build writes "
                 f"none); {build}"]  # fmt: skip
     try:
-        shards = json.loads(manifest.read_text())["shards"]
+        shards = read_manifest(root)["shards"]
         listed = [(s["split"], s["name"], int(s["count"])) for s in shards]
     except (OSError, ValueError, KeyError, TypeError) as err:
         return [f"{manifest}: unreadable manifest ({type(err).__name__}: {err}); rebuild the shards"]
@@ -60,7 +60,7 @@ def weight_file_keys(cfg: TrainConfig) -> dict[str, Path]:
             value = getattr(getattr(cfg, section), field, None)
             if value is not None:
                 files[f"{section}.{field}"] = Path(value)
-    if cfg.stage in ("inpaint", "joint") and cfg.loss.mat_perceptual > 0 and cfg.loss.perceptual_weights is not None:
+    if cfg.stage in MAT_STAGES and cfg.loss.mat_perceptual > 0 and cfg.loss.perceptual_weights is not None:
         files["loss.perceptual_weights"] = cfg.loss.perceptual_weights
     return files
 

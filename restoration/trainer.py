@@ -63,11 +63,11 @@ from restoration.preflight import preflight
 from restoration.recipe import RunConfig, TrainConfig, check_recipe, describe_changes, resume_changes
 from restoration.run_metadata import log_run_origin
 from restoration.run_status import RunStatus, mark_finished, move_aside, run_status, unmark_finished
-from restoration.scoring import KEYS
+from restoration.scoring import CONTEST_KEYS, KEYS
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
-from restoration.validation import ANCHOR_KEYS, anchor_scores, choose, evaluate
+from restoration.validation import anchor_scores, choose, evaluate
 from restoration.weights import SETTINGS_TABLE_FILE, VAL_ANCHORS_FILE
 
 log = logging.getLogger("restoration.train")
@@ -298,7 +298,7 @@ def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfi
             num_panels=cfg.run.num_panels, scores_masks=task.scores_masks,
         )  # fmt: skip
         for label, m in results.items():
-            line = "  ".join(f"{k}={m[k]:.4f}" for k in ("S", "M", "C", "score"))
+            line = "  ".join(f"{k}={m[k]:.4f}" for k in CONTEST_KEYS)
             say(accelerator, f"inference {label:>18} on the val split: {line}"
                 + ("  <- chosen" if label == chosen.label() else ""))  # fmt: skip
     else:
@@ -333,7 +333,7 @@ def val_anchors(val_loader, accelerator: Accelerator, cfg: TrainConfig, tracker:
     for name, m in scores.items():
         ran = fill_method("telea") if name == "telea" else name  # without OpenCV, Telea's fill is the biharmonic one
         label = name if ran == name else f"{name} ({ran})"
-        say(accelerator, f"anchor {label:>21} on the val split: " + "  ".join(f"{k}={m[k]:.4f}" for k in ANCHOR_KEYS))
+        say(accelerator, f"anchor {label:>21} on the val split: " + "  ".join(f"{k}={m[k]:.4f}" for k in CONTEST_KEYS))
     tracker.log_metrics({f"val_anchor/{name}/score": m["score"] for name, m in scores.items()}, step)
     return {"split": "val", "images": images, "scores": scores}
 
@@ -497,6 +497,33 @@ def announce(message: str, *, error: bool = False) -> None:
         print(f"error: {message}" if error else message, file=sys.stderr if error else sys.stdout, flush=True)
 
 
+def before_creating(cfg: TrainConfig, ns: argparse.Namespace, run_dir: Path) -> int | None:
+    """Everything decided before a run directory or an MLflow run exists: the preflight's problems, `--check` and
+    `--print-config`, and whether the run directory starts, resumes, is done or is refused (`run_status`). Returns
+    the exit code when the command ends here, None when training should go on."""
+    problems = preflight(cfg)
+    if ns.print_config or ns.check:
+        print(dump_yaml(cfg), end="")
+    for problem in problems:
+        announce(problem, error=True)
+    if ns.print_config or problems:
+        return 2 if problems else 0
+    status = RunStatus("start") if ns.fresh else run_status(run_dir, cfg.run.resume, cfg.run.max_steps)
+    if status.action == "refuse":
+        announce(status.message, error=True)
+        return 2
+    if ns.check:
+        moved = "; --fresh: the existing directory would be moved aside" if ns.fresh and run_dir.exists() else ""
+        plan = {"start": f"{run_dir}: would start a new run{moved}",
+                "resume": f"{run_dir}: would resume from its newest checkpoint", "done": status.message}  # fmt: skip
+        announce(f"check passed: {plan[status.action]}")
+        return 0
+    if status.action == "done":
+        announce(status.message)
+        return 0
+    return None
+
+
 def run_command(config_path: Path | None, overrides: list[str], ns: argparse.Namespace) -> int:
     """`restoration-train` once its arguments are parsed (`restoration.train`): check, then train or say why not."""
     if ns.help_config:
@@ -514,29 +541,9 @@ def run_command(config_path: Path | None, overrides: list[str], ns: argparse.Nam
     if ns.print_run_dir:
         print(run_dir)
         return 0
-    problems = preflight(cfg)
-    if ns.print_config or ns.check:
-        print(dump_yaml(cfg), end="")
-    for problem in problems:
-        announce(problem, error=True)
-    if ns.print_config or problems:
-        return 2 if problems else 0
-    status = RunStatus("start") if ns.fresh else run_status(run_dir, cfg.run.resume, cfg.run.max_steps)
-    if ns.check:
-        if status.action == "refuse":
-            announce(status.message, error=True)
-            return 2
-        moved = "; --fresh: the existing directory would be moved aside" if ns.fresh and run_dir.exists() else ""
-        plan = {"start": f"{run_dir}: would start a new run{moved}",
-                "resume": f"{run_dir}: would resume from its newest checkpoint", "done": status.message}  # fmt: skip
-        announce(f"check passed: {plan[status.action]}")
-        return 0
-    if status.action == "done":
-        announce(status.message)
-        return 0
-    if status.action == "refuse":
-        announce(status.message, error=True)
-        return 2
+    code = before_creating(cfg, ns, run_dir)
+    if code is not None:
+        return code
     setup_logging()
     accelerator = make_accelerator(cfg.run)
     new_dir = not run_dir.exists() or ns.fresh

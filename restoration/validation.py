@@ -29,11 +29,10 @@ from restoration.data.shards import DataConfig, prepare_batch
 from restoration.inference import InferenceSettings, choose_settings
 from restoration.metrics import mask_iou, score_image
 from restoration.pipeline import Pipeline, Restored
-from restoration.scoring import KEYS  # the figures a submission is scored by
+from restoration.scoring import CONTEST_KEYS, KEYS  # the figures a submission is scored by
 
 PANEL_COLUMNS = ("input", "known mask", "inpainted gray", "colorized", "ground truth")
 VAL_ANCHORS = ("input", "telea", "true_gray")  # scored beside the model at the end of a run
-ANCHOR_KEYS = ("S", "M", "C", "score")
 
 
 def make_panel(gray_in: np.ndarray, restored: Restored, gt: np.ndarray) -> np.ndarray:
@@ -135,17 +134,17 @@ def anchor_scores(
     """Each anchor's mean S, M, C and score over the images `evaluate` scores (the same batches, the same user input,
     the same region rule and `score_image`), and the number of images (a collective call: per-rank sums are
     all-reduced). Costs one pass over the val split and the classical fill of each image."""
-    sums = np.zeros((len(names), len(ANCHOR_KEYS) + 1))  # last column: image count
+    sums = np.zeros((len(names), len(CONTEST_KEYS) + 1))  # last column: image count
     for _, inputs, gts, gray_gts in user_batches(val_loader, accelerator.device, data_cfg, max_batches):
         for gray_in, gt, gray_gt in zip(inputs, gts, gray_gts, strict=True):
             known, _ = known_from_pair(gray_in, gray_gt)
             for a, name in enumerate(names):
                 scores = score_image(anchor_rgb(name, gray_in, known, gray_gt), gt, known)
-                sums[a] += [*(scores[k] for k in ANCHOR_KEYS), 1.0]
+                sums[a] += [*(scores[k] for k in CONTEST_KEYS), 1.0]
     total = torch.from_numpy(sums).to(accelerator.device)
     if accelerator.num_processes > 1:
         total = accelerator.reduce(total, reduction="sum")
     total = total.cpu().numpy()
     images = int(total[0, -1]) if len(names) else 0
     means = total[:, :-1] / max(images, 1)
-    return {name: dict(zip(ANCHOR_KEYS, map(float, row))) for name, row in zip(names, means)}, images
+    return {name: dict(zip(CONTEST_KEYS, map(float, row))) for name, row in zip(names, means)}, images

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,10 @@ def fixed_dropout(monkeypatch) -> None:
         return maps[shape].to(like.device)
 
     monkeypatch.setattr(mat_module, "bernoulli_keep", keep)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback right now (for a launcher's rendezvous or a model server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,19 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_contest_folder
+from conftest import free_port, make_contest_folder
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from restoration.mlflow_model import log_pipeline_model
 
 START_TIMEOUT_S = 180.0  # a cold start imports torch and mlflow and loads the model: seconds idle, a minute loaded
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:

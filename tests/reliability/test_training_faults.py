@@ -8,13 +8,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from restoration.checkpoint import acquire_run_lock
 from restoration.preemption import REQUEUE_EXIT_CODE
@@ -99,12 +99,6 @@ def test_truncated_shards_are_counted_for_train_and_val(tmp_path, tiny_shards):
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     history = client.get_metric_history(run.info.run_id, "train/corrupt_samples")
     assert max(m.value for m in history) >= 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_dead_tracking_server_costs_seconds_not_minutes(tmp_path, tiny_shards, monkeypatch):
