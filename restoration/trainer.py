@@ -67,7 +67,7 @@ from restoration.scoring import CONTEST_KEYS, KEYS
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
-from restoration.validation import anchor_scores, choose, evaluate
+from restoration.validation import VS_FILL, anchor_scores, choose, evaluate
 from restoration.weights import SETTINGS_TABLE_FILE, VAL_ANCHORS_FILE
 
 log = logging.getLogger("restoration.train")
@@ -299,6 +299,7 @@ def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfi
         )  # fmt: skip
         for label, m in results.items():
             line = "  ".join(f"{k}={m[k]:.4f}" for k in CONTEST_KEYS)
+            line += f"  vs fill: lower bound {m[VS_FILL]:+.4f}" if VS_FILL in m else ""
             say(accelerator, f"inference {label:>18} on the val split: {line}"
                 + ("  <- chosen" if label == chosen.label() else ""))  # fmt: skip
     else:

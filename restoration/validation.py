@@ -16,23 +16,26 @@ model's val score always stands beside what doing nothing, a classical fill and 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from einops import rearrange
 
 from restoration.anchors import anchor_rgb
 from restoration.data.color import rgb_to_gray_u8, signed_to_u8
 from restoration.data.exact_mask import known_from_pair
 from restoration.data.shards import DataConfig, prepare_batch
-from restoration.inference import InferenceSettings, choose_settings
+from restoration.inference import INPAINT_MODES, PER_IMAGE, InferenceSettings, choose_settings, paired_lower_bound
 from restoration.metrics import mask_iou, score_image
 from restoration.pipeline import Pipeline, Restored
 from restoration.scoring import CONTEST_KEYS, KEYS  # the figures a submission is scored by
 
 PANEL_COLUMNS = ("input", "known mask", "inpainted gray", "colorized", "ground truth")
 VAL_ANCHORS = ("input", "telea", "true_gray")  # scored beside the model at the end of a run
+VS_FILL = "vs_fill_lower"  # a network inpaint mode's 95 % lower bound of its per-image gain over the fill
 
 
 def make_panel(gray_in: np.ndarray, restored: Restored, gt: np.ndarray) -> np.ndarray:
@@ -70,19 +73,24 @@ def evaluate(
     num_panels: int = 4,
     scores_masks: bool = False,
     seed: int = 0,
+    per_image: dict[str, float] | None = None,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
     """Mean S, M, C, score, PSNR (and the learned detector's mask IoU when the stage scores masks) over the whole
-    val split, and the number of corrupt val samples met on the way (summed over ranks)."""
+    val split, and the number of corrupt val samples met on the way (summed over ranks). `per_image`, when given,
+    is filled with each image's contest score by sample key, from every rank (for a paired comparison)."""
     device = accelerator.device
     keys = (*KEYS, "mask_iou", "corrupt_samples")
     sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)  # last entry: sample count
     corrupt_before = getattr(val_loader, "corrupt_count", 0)
     panels: list[np.ndarray] = []
+    mine: list[tuple[str, float]] = []
     for batch, inputs, gts, gray_gts in user_batches(val_loader, device, data_cfg, max_batches):
-        restored = pipeline.restore(list(inputs), settings=settings, seed=seed, keys=[str(k) for k in batch["key"]])
+        names = [str(k) for k in batch["key"]]
+        restored = pipeline.restore(list(inputs), settings=settings, seed=seed, keys=names)
         for j, result in enumerate(restored):
             known, _ = known_from_pair(inputs[j], gray_gts[j])
             scores = score_image(result.rgb, gts[j], known)
+            mine.append((names[j], float(scores["score"])))
             for k, name in enumerate(KEYS):
                 sums[k] += scores[name]
             if scores_masks:
@@ -94,6 +102,8 @@ def evaluate(
     sums[keys.index("corrupt_samples")] = getattr(val_loader, "corrupt_count", 0) - corrupt_before
     if accelerator.num_processes > 1:
         sums = accelerator.reduce(sums, reduction="sum")
+    if per_image is not None:
+        per_image.update(gather_object(mine) if accelerator.num_processes > 1 else mine)
     count = max(float(sums[-1]), 1.0)
     scores = {k: float(sums[j]) / count for j, k in enumerate(keys)}
     scores["corrupt_samples"] = float(sums[keys.index("corrupt_samples")])  # a count over ranks, not a mean
@@ -110,16 +120,25 @@ def choose(
     """The settings the export keeps (chosen on the val split when the pipeline has any to choose, else its
     defaults), every candidate's scores by label, and the chosen setting's panels (a collective call)."""
     runs: dict[str, tuple[dict, list[np.ndarray]]] = {}
+    per_images: dict[str, dict[str, float]] = {}
 
-    def score(settings: InferenceSettings) -> dict[str, float]:
+    def score(settings: InferenceSettings) -> dict[str, Any]:
+        per_images[settings.label()] = {}
         runs[settings.label()] = evaluate(
             pipeline, settings, val_loader, accelerator, data_cfg, max_batches=max_batches, num_panels=num_panels,
-            scores_masks=scores_masks,
+            scores_masks=scores_masks, per_image=per_images[settings.label()],
         )  # fmt: skip
-        return runs[settings.label()][0]
+        return {**runs[settings.label()][0], PER_IMAGE: per_images[settings.label()]}
 
     if pipeline.has_choices:
         chosen, _ = choose_settings(score, pipeline.defaults, colorizes=pipeline.colorizes)
+        fill = pipeline.defaults.but(inpaint_mode="fill", chroma_scale=1.0, chroma_flip=False).label()
+        for mode in INPAINT_MODES:  # what the inpaint round's rule saw: each other mode's bound against the fill
+            label = pipeline.defaults.but(inpaint_mode=mode, chroma_scale=1.0, chroma_flip=False).label()
+            if mode != "fill" and label in runs and fill in runs:
+                bound = paired_lower_bound(per_images[label], per_images[fill])
+                if np.isfinite(bound):  # (fewer than two val images give none)
+                    runs[label][0][VS_FILL] = bound
     else:
         chosen = pipeline.defaults
         score(chosen)

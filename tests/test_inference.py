@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from restoration.inference import CHROMA_SCALES, InferenceSettings, choose_settings
+from restoration.inference import CHROMA_SCALES, PER_IMAGE, InferenceSettings, choose_settings, paired_lower_bound
 
 
 def fake_scores(tile: float, fill: float, half: float):
@@ -63,3 +64,34 @@ def test_the_flip_round_is_tried_last_and_only_when_asked():
     assert seen[-1] == "tile, flip"
     got, _ = choose_settings(score, InferenceSettings(), colorizes=True)
     assert not got.chroma_flip
+
+
+def per_image_scores(tile: list[float], fill: list[float]):
+    """A score function whose candidates carry each image's score (as `validation.choose` gives them)."""
+
+    def score(s: InferenceSettings) -> dict:
+        values = {"tile": tile, "fill": fill}[s.inpaint_mode]
+        return {"score": sum(values) / len(values), PER_IMAGE: {f"img{i}": v for i, v in enumerate(values)}}
+
+    return score
+
+
+def test_mat_must_beat_the_fill_beyond_noise_to_be_chosen():
+    rng = np.random.default_rng(1)
+    fill = list(rng.uniform(0.3, 0.7, 24))
+    wobble = rng.normal(0, 0.05, 24)
+    noisy = [f + d for f, d in zip(fill, wobble - wobble.mean() + 0.005, strict=True)]  # +0.005 on average: noise
+    got, _ = choose_settings(per_image_scores(noisy, fill), InferenceSettings(), colorizes=False)
+    assert got.inpaint_mode == "fill"  # the mean alone would pick MAT
+    better = [f + 0.03 + d for f, d in zip(fill, rng.normal(0, 0.01, 24), strict=True)]
+    got, _ = choose_settings(per_image_scores(better, fill), InferenceSettings(), colorizes=False)
+    assert got.inpaint_mode == "tile"
+
+
+def test_the_paired_lower_bound_pairs_images_by_key_and_is_reproducible():
+    old = {"a": 0.1, "b": 0.5, "c": 0.9}
+    new = {"c": 1.0, "a": 0.2, "b": 0.6, "extra": 0.0}  # another order and an unpaired key
+    assert paired_lower_bound(new, old) == pytest.approx(0.1)  # every image gains 0.1
+    wobbly = {"a": 0.3, "b": 0.4, "c": 1.0}
+    assert paired_lower_bound(wobbly, old) == paired_lower_bound(wobbly, old) < 0.1
+    assert paired_lower_bound({"a": 1.0}, old) == float("-inf")  # one image proves nothing

@@ -12,7 +12,7 @@ from restoration.data.shards import make_val_loader
 from restoration.inference import CHROMA_SCALES, InferenceSettings
 from restoration.pipeline import load_pipeline
 from restoration.recipe import TrainConfig
-from restoration.validation import PANEL_COLUMNS, choose, evaluate
+from restoration.validation import PANEL_COLUMNS, VS_FILL, choose, evaluate
 
 
 @pytest.fixture
@@ -32,6 +32,11 @@ def test_an_untrained_mat_loses_to_the_classical_fill_and_the_fill_is_chosen(tmp
     scales = [results[InferenceSettings(inpaint_mode="fill", chroma_scale=s).label()] for s in CHROMA_SCALES]
     assert results[chosen.label()]["score"] == max(r["score"] for r in scales)
     assert results["fill"]["samples"] > 1  # the whole val split
+    assert results["tile"][VS_FILL] < 0  # the bound the rule saw, recorded with MAT's scores
+    per_image: dict[str, float] = {}
+    scores, _ = evaluate(pipeline, chosen, loader, Accelerator(cpu=True), data, per_image=per_image)
+    assert len(per_image) == scores["samples"]  # one score per val image, by its sample key
+    assert sum(per_image.values()) / len(per_image) == pytest.approx(scores["score"])
     assert len(panels) == 2
     assert panels[0].shape == (64, 64 * len(PANEL_COLUMNS), 3)
 
