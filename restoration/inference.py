@@ -34,6 +34,7 @@ RECORDED = (
 )  # what a model's pipeline.json keeps as its defaults
 INPAINT_CANDIDATES: tuple[InpaintMode, ...] = ("tile", "fill")  # `tile` first: it is kept on a tie
 CHROMA_SCALES = (1.0, 0.75, 0.5, 0.25)  # 1 first: full color is kept on a tie
+CHROMA_SCALE_MAX = 3.0  # beyond it most pixels are at the gamut's edge: more only flattens saturation
 PER_IMAGE = "per_image"  # a candidate's scores: each val image's contest score by key (for `_better_inpainter`)
 
 
@@ -46,7 +47,8 @@ class InferenceSettings:
       upsampled into the hole), `fill` (no network: the biharmonic fill of the gray);
     - `color_mode`: `full` (colorizer on the whole canvas) or `resize` (chroma at the colorizer's training size,
       upsampled under the full-resolution luma);
-    - `chroma_scale` in [0, 1]: the colorizer's chroma times this (less saturated, same hue);
+    - `chroma_scale` in [0, 3]: the colorizer's chroma times this (below 1 less saturated, above 1 more, the hue
+      kept; each pixel's chroma is fitted into the RGB gamut, so its luma stays the input's);
     - `chroma_flip`: the chroma averaged with that of the mirrored image (test-time augmentation: twice the
       colorizer's work; colors a mirror-symmetric guess where the two views disagree);
     - `truncation_psi`: MAT's style, 0 = the mean style (best contest score), 1 = sampled;
@@ -65,8 +67,8 @@ class InferenceSettings:
             raise ValueError(f"inpaint mode {self.inpaint_mode!r}: expected one of {', '.join(INPAINT_MODES)}")
         if self.color_mode not in COLOR_MODES:
             raise ValueError(f"color mode {self.color_mode!r}: expected one of {', '.join(COLOR_MODES)}")
-        if not 0.0 <= self.chroma_scale <= 1.0:
-            raise ValueError(f"chroma scale {self.chroma_scale}: expected a number in [0, 1]")
+        if not 0.0 <= self.chroma_scale <= CHROMA_SCALE_MAX:
+            raise ValueError(f"chroma scale {self.chroma_scale}: expected a number in [0, {CHROMA_SCALE_MAX:g}]")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision {self.precision!r}: expected fp32 or bf16")
 

@@ -211,7 +211,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--chroma-scale", type=float, default=None, metavar="X",
-        help="the colorizer's chroma times X in [0, 1]: below 1 less saturated, the hue kept (default: the model's "
+        help="the colorizer's chroma times X in [0, 3]: below 1 less saturated, above 1 more, the hue and the luma "
+        "kept (default: the model's "
         "pipeline.json, measured when its training ended, else 1)",
     )  # fmt: skip
     parser.add_argument(

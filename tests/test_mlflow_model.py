@@ -192,7 +192,7 @@ def test_a_param_out_of_range_is_refused_with_the_reason(loaded_model, tmp_path)
     root = make_contest_folder(tmp_path / "c", count=1)
     frame = pd.DataFrame({"path": [str(root / "test_input" / "TEST_000.png")]})
     for params, expected in (({"inpaint_mode": "paint"}, "params: inpaint mode 'paint': expected one of"),
-                             ({"chroma_scale": 2.0}, "params: chroma scale 2.0: expected a number in [0, 1]"),
+                             ({"chroma_scale": 4.0}, "params: chroma scale 4.0: expected a number in [0, 3]"),
                              ({"batch_size": 0}, "params: batch_size 0: expected 1 or more")):  # fmt: skip
         with pytest.raises(MlflowException) as caught:
             loaded_model.predict(frame, params=params)

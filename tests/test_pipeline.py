@@ -242,9 +242,10 @@ def test_chroma_scale_keeps_the_luma_and_scales_the_color(tiny_export, tmp_path)
 
     grays = contest_inputs(tmp_path)
     pipeline = load_pipeline([tiny_export])
-    out = {s: pipeline.restore(grays, settings=InferenceSettings(chroma_scale=s), seed=0) for s in (1.0, 0.5, 0.0)}
+    scales = (1.0, 0.5, 0.0, 2.0)
+    out = {s: pipeline.restore(grays, settings=InferenceSettings(chroma_scale=s), seed=0) for s in scales}
     for i, gray in enumerate(grays):
-        full, half, none = (out[s][i].rgb.astype(float) for s in (1.0, 0.5, 0.0))
+        full, half, none, double = (out[s][i].rgb.astype(float) for s in scales)
         assert np.ptp(none, axis=2).max() <= 1  # no chroma: one gray value in all three channels
         known = out[0.0][i].known.astype(bool)
         assert np.abs(none[known] - gray[known][:, None]).max() <= 1  # and the input's gray where it is known
@@ -252,12 +253,16 @@ def test_chroma_scale_keeps_the_luma_and_scales_the_color(tiny_export, tmp_path)
         assert np.abs(chroma(full)).mean() > 1
         strong = np.abs(chroma(full)) > 6  # away from uint8 rounding (the gamut fit may trim the strongest more)
         assert 0.45 < np.median(chroma(half)[strong] / chroma(full)[strong]) < 0.55
+        luma = lambda rgb: rgb @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+        assert np.abs(luma(double) - luma(full)).max() <= 1.5  # more saturated, the same luma (uint8 rounding)
+        assert np.abs(chroma(double)).mean() > 1.2 * np.abs(chroma(full)).mean()
+        assert np.all((double >= 0) & (double <= 255))
     export = shutil.copytree(tiny_export, tmp_path / "recorded")
     record_inference(export, chroma_scale=0.75)
     assert load_pipeline([export]).defaults.chroma_scale == 0.75
     assert "chroma x0.75" in load_pipeline([export]).describe()
     with pytest.raises(ValueError, match="chroma scale"):
-        InferenceSettings(chroma_scale=1.5)
+        InferenceSettings(chroma_scale=3.5)
 
 
 def test_a_shared_pipeline_is_never_changed_by_a_call(tiny_export, tmp_path):
