@@ -1,7 +1,7 @@
 """Build validated WebDataset shards from the contest layout or from any folder of color photos.
 
     python -m data_prep.build_shards contest --root DIR [--csv train.csv] --out OUT
-    python -m data_prep.build_shards photos  --root DIR --out OUT [--size 512]
+    python -m data_prep.build_shards photos  --root DIR [DIR ...] --out OUT [--size 512]
 
 The library (listing, checks, shard plan, shards, receipts, manifest) is `restoration.data.shard_sources` and
 `restoration.data.shard_build`, whose docstring says why it is built the way it is.
@@ -34,7 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(mode, help=f"build shards from the {mode} layout",
                            formatter_class=DefaultsHelpFormatter)  # fmt: skip
         layout = "train_input/, train_gt/ and the csv" if mode == "contest" else "photos, in subfolders or not"
-        p.add_argument("--root", type=Path, required=True, help=f"the folder holding the {layout}")
+        if mode == "contest":
+            p.add_argument("--root", type=Path, required=True, help=f"the folder holding the {layout}")
+        else:
+            p.add_argument(
+                "--root", type=Path, nargs="+", required=True, metavar="FOLDER",
+                help=f"the folder(s) holding the {layout}; several are one dataset (keys and paths relative to their "
+                "common parent; a photo's group is its subfolder within its folder)",
+            )  # fmt: skip
         p.add_argument("--out", type=Path, required=True, help="the shard folder (a rerun rebuilds only what changed)")
         if mode == "contest":
             p.add_argument("--csv", default="train.csv", help="train.csv (input + gt) or test.csv (inputs only)")

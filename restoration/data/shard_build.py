@@ -46,7 +46,7 @@ from restoration.data.shard_sources import (
     Source,
     build_sample,
     list_contest,
-    list_photos,
+    list_photo_roots,
     plan_shards,
 )
 from restoration.image_decoding import max_pixels
@@ -208,7 +208,7 @@ def _sigint_ignored() -> Iterator[None]:
 
 def build(
     mode: str,
-    root: Path,
+    root: Path | Sequence[Path],
     out: Path,
     *,
     csv_name: str = "train.csv",
@@ -222,8 +222,12 @@ def build(
     val_masks: str = "mixture",
     val_groups: Sequence[str] = (),
 ) -> dict:
-    """Build (or resume) the shards; returns the manifest written to `out/manifest.json`."""
-    root, out = Path(root), Path(out)
+    """Build (or resume) the shards; returns the manifest written to `out/manifest.json`. `root` may be several
+    photo folders (`list_photo_roots`: one dataset read from their common parent)."""
+    roots = [Path(r) for r in root] if isinstance(root, list | tuple) else [Path(root)]
+    if mode == "contest" and len(roots) != 1:
+        raise BuildError("contest: one --root (the folder holding train_input/, train_gt/ and the csv)")
+    root, out = roots[0], Path(out)
     if not 0 <= val_fraction < 1:
         raise BuildError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if samples_per_shard < 1:
@@ -234,7 +238,10 @@ def build(
         max_pixels()
     except ValueError as err:
         raise BuildError(str(err)) from None
-    sources, listing_rejects = list_contest(root, csv_name) if mode == "contest" else list_photos(root)
+    if mode == "contest":
+        sources, listing_rejects = list_contest(root, csv_name)
+    else:
+        root, sources, listing_rejects = list_photo_roots(roots)
     if strict and listing_rejects:
         path, reason = listing_rejects[0]
         raise BuildError(f"{path}: {reason}")
@@ -284,6 +291,7 @@ def build(
         "mode": mode,
         "args": {
             "root": str(root),
+            **({"roots": [str(r) for r in roots]} if len(roots) > 1 else {}),
             "csv": csv_name if mode == "contest" else None,
             "size": size if mode == "photos" else None,
             "val_fraction": val_fraction,
@@ -301,7 +309,7 @@ def build(
 
 
 def build_photo_shards(
-    root: Path,
+    root: Path | Sequence[Path],
     out: Path,
     *,
     size: int = 512,

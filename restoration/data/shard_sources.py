@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,43 @@ def list_contest(root: Path, csv_name: str) -> tuple[list[Source], list[tuple[st
     return sources, rejects
 
 
+def sample_key(rel: str) -> str:
+    """A photo's key: its path relative to the dataset root, without the suffix, made safe for a tar member."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", rel.rsplit(".", 1)[0])
+
+
+def list_photo_roots(roots: Sequence[Path]) -> tuple[Path, list[Source], list[tuple[str, str]]]:
+    """Several photo folders built as one dataset: returns their common parent (the root the samples are read
+    from), every photo with its path and key relative to that parent, and the rejects. A photo's group stays the
+    subfolder within its own folder, so the photos of a flat folder are still held out one by one (a group per
+    folder would put all of one folder or none of it in the val split) and `--val-groups` names subfolders as it
+    does for one folder. One folder: `list_photos` unchanged."""
+    roots = [Path(r) for r in roots]
+    if len(roots) == 1:
+        return roots[0], *list_photos(roots[0])
+    resolved = [r.resolve() for r in roots]
+    for r, a in zip(roots, resolved, strict=True):
+        if not a.is_dir():
+            raise BuildError(f"{r}: not a directory")
+        inside = [b for b in resolved if b != a and a.is_relative_to(b)]
+        if inside or resolved.count(a) > 1:
+            raise BuildError(f"{r}: given twice or inside {inside[0] if inside else r}: give each photo folder once")
+    base = Path(os.path.commonpath(resolved))
+    sources, rejects, seen = [], [], set()
+    for r, a in zip(roots, resolved, strict=True):
+        prefix = a.relative_to(base).as_posix()
+        found, rejected = list_photos(r)
+        rejects += [(f"{prefix}/{rel}", reason) for rel, reason in rejected]
+        for src in found:
+            rel = f"{prefix}/{src.gt}"
+            if sample_key(rel) in seen:
+                rejects.append((rel, f"duplicate key {sample_key(rel)!r} after sanitising the name"))
+                continue
+            seen.add(sample_key(rel))
+            sources.append(Source(key=sample_key(rel), gt=rel, group=src.group))
+    return base, sources, rejects
+
+
 def list_photos(root: Path) -> tuple[list[Source], list[tuple[str, str]]]:
     """Every image file under `root` (recursively); keys are sanitised relative paths, unique. An image-named entry
     that is not a regular file (a FIFO, a device, a dangling link) is a reject saying what it is, never opened."""
@@ -149,7 +187,7 @@ def list_photos(root: Path) -> tuple[list[Source], list[tuple[str, str]]]:
         if problem:
             rejects.append((rel, problem))
             continue
-        key = re.sub(r"[^A-Za-z0-9_\-]", "_", rel.rsplit(".", 1)[0])
+        key = sample_key(rel)
         if key in seen:
             rejects.append((rel, f"duplicate key {key!r} after sanitising the name"))
             continue

@@ -228,3 +228,30 @@ def test_val_groups_hold_out_whole_sources(tmp_path):
         assert all(("alpha" in k) == (shard["split"] == "train") for k in keys)
     with pytest.raises(BuildError, match="no such group"):
         build("photos", tmp_path / "photos", tmp_path / "t", size=32, val_groups=["delta"], progress=False)
+
+
+def test_several_photo_folders_are_one_dataset_held_out_photo_by_photo(tmp_path):
+    rng = np.random.default_rng(0)
+    for folder, count in (("photos", 12), ("photos-extra", 8)):
+        (tmp_path / folder).mkdir()
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(tmp_path / folder / f"p{i}.jpg")
+    out = tmp_path / "shards"
+    roots = [str(tmp_path / "photos"), str(tmp_path / "photos-extra")]
+    assert main(["photos", "--root", *roots, "--out", str(out), "--size", "32", "--val-fraction", "0.3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["totals"]["train"] + manifest["totals"]["val"] == 20
+    assert manifest["args"]["roots"] == roots
+    keys = set()
+    for shard in out.glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            keys |= {m.name.split(".")[0] for m in tar.getmembers()}
+    assert {k.split("_")[0] for k in keys} == {"photos", "photos-extra"}  # keys relative to the common parent
+    # flat folders: each photo is its own group, so the val split takes photos of both folders, not one folder
+    val_keys = set()
+    for shard in out.glob("val-*.tar"):
+        with tarfile.open(shard) as tar:
+            val_keys |= {m.name.split(".")[0] for m in tar.getmembers()}
+    assert 0 < len(val_keys) < 20
+    with pytest.raises(BuildError, match="give each photo folder once"):
+        build("photos", [tmp_path / "photos", tmp_path / "photos"], tmp_path / "o", size=32, progress=False)
