@@ -19,4 +19,5 @@ def test_the_truths_chroma_scores_one_and_fainter_chroma_scores_less():
     assert c["the truth's chroma x1"] > 0.99
     assert c["the truth's chroma x1"] > c["the truth's chroma x0.25"] > c["the truth's chroma x0.03"]
     gray = answers(gt)["gray (no colour)"]
-    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+    assert torch.equal(gray[:, 0], gray[:, 1])
+    assert torch.equal(gray[:, 1], gray[:, 2])
