@@ -36,6 +36,7 @@ INPAINT_CANDIDATES: tuple[InpaintMode, ...] = ("tile", "fill")  # `tile` first: 
 CHROMA_SCALES = (1.0, 0.75, 0.5, 0.25)  # 1 first: full color is kept on a tie
 CHROMA_SCALE_MAX = 3.0  # beyond it most pixels are at the gamut's edge: more only flattens saturation
 PER_IMAGE = "per_image"  # a candidate's scores: each val image's contest score by key (for `_better_inpainter`)
+VS_FILL = "vs_fill_lower"  # what `_better_inpainter` records: a network mode's lower bound of its gain over the fill
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,20 @@ def _better_inpainter(candidates: list[InferenceSettings], results: dict[str, di
     the fill is kept unless a network mode beats it on the val images with a paired lower bound above 0 (the best
     such mode by mean); else the best mean, the first candidate on a tie. Why: on a val split of a few dozen photos
     a network mode that wins by noise (measured: +0.005 M on val) can lose as much on photos of other sources
-    (-0.010 M), while the fill is what every run can fall back on."""
+    (-0.010 M), while the fill is what every run can fall back on. Each network mode's bound is recorded in its
+    scores (`VS_FILL`) when there is one (two or more paired images)."""
     by_mean = max(candidates, key=lambda c: (results[c.label()]["score"], -candidates.index(c)))
     fill = next((c for c in candidates if c.inpaint_mode == "fill"), None)
     if fill is None or any(PER_IMAGE not in results[c.label()] for c in candidates):
         return by_mean
-    shown = [c for c in candidates if c is not fill and paired_lower_bound(
-        results[c.label()][PER_IMAGE], results[fill.label()][PER_IMAGE]) > 0]  # fmt: skip
+    shown = []
+    for c in candidates:
+        if c is not fill:
+            bound = paired_lower_bound(results[c.label()][PER_IMAGE], results[fill.label()][PER_IMAGE])
+            if np.isfinite(bound):
+                results[c.label()][VS_FILL] = bound
+            if bound > 0:
+                shown.append(c)
     return max(shown, key=lambda c: results[c.label()]["score"]) if shown else fill
 
 

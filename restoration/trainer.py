@@ -57,6 +57,7 @@ from restoration.data.shards import (
     verify_shards,
 )
 from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, say, sync_batchnorm
+from restoration.inference import VS_FILL
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.preflight import preflight
@@ -67,7 +68,7 @@ from restoration.scoring import CONTEST_KEYS, KEYS
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
-from restoration.validation import VS_FILL, anchor_scores, choose, evaluate
+from restoration.validation import anchor_scores, choose, evaluate
 from restoration.weights import SETTINGS_TABLE_FILE, VAL_ANCHORS_FILE
 
 log = logging.getLogger("restoration.train")

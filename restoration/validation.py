@@ -28,14 +28,13 @@ from restoration.anchors import anchor_rgb
 from restoration.data.color import rgb_to_gray_u8, signed_to_u8
 from restoration.data.exact_mask import known_from_pair
 from restoration.data.shards import DataConfig, prepare_batch
-from restoration.inference import INPAINT_MODES, PER_IMAGE, InferenceSettings, choose_settings, paired_lower_bound
+from restoration.inference import PER_IMAGE, InferenceSettings, choose_settings
 from restoration.metrics import mask_iou, score_image
 from restoration.pipeline import Pipeline, Restored
 from restoration.scoring import CONTEST_KEYS, KEYS  # the figures a submission is scored by
 
 PANEL_COLUMNS = ("input", "known mask", "inpainted gray", "colorized", "ground truth")
 VAL_ANCHORS = ("input", "telea", "true_gray")  # scored beside the model at the end of a run
-VS_FILL = "vs_fill_lower"  # a network inpaint mode's 95 % lower bound of its per-image gain over the fill
 
 
 def make_panel(gray_in: np.ndarray, restored: Restored, gt: np.ndarray) -> np.ndarray:
@@ -120,29 +119,24 @@ def choose(
     """The settings the export keeps (chosen on the val split when the pipeline has any to choose, else its
     defaults), every candidate's scores by label, and the chosen setting's panels (a collective call)."""
     runs: dict[str, tuple[dict, list[np.ndarray]]] = {}
-    per_images: dict[str, dict[str, float]] = {}
 
     def score(settings: InferenceSettings) -> dict[str, Any]:
-        per_images[settings.label()] = {}
+        per_image: dict[str, float] = {}
         runs[settings.label()] = evaluate(
             pipeline, settings, val_loader, accelerator, data_cfg, max_batches=max_batches, num_panels=num_panels,
-            scores_masks=scores_masks, per_image=per_images[settings.label()],
+            scores_masks=scores_masks, per_image=per_image,
         )  # fmt: skip
-        return {**runs[settings.label()][0], PER_IMAGE: per_images[settings.label()]}
+        scores = runs[settings.label()][0]
+        scores[PER_IMAGE] = per_image  # for the chooser, which records its bound (`VS_FILL`) here too
+        return scores
 
     if pipeline.has_choices:
         chosen, _ = choose_settings(score, pipeline.defaults, colorizes=pipeline.colorizes)
-        fill = pipeline.defaults.but(inpaint_mode="fill", chroma_scale=1.0, chroma_flip=False).label()
-        for mode in INPAINT_MODES:  # what the inpaint round's rule saw: each other mode's bound against the fill
-            label = pipeline.defaults.but(inpaint_mode=mode, chroma_scale=1.0, chroma_flip=False).label()
-            if mode != "fill" and label in runs and fill in runs:
-                bound = paired_lower_bound(per_images[label], per_images[fill])
-                if np.isfinite(bound):  # (fewer than two val images give none)
-                    runs[label][0][VS_FILL] = bound
     else:
         chosen = pipeline.defaults
         score(chosen)
-    return chosen, {label: scores for label, (scores, _) in runs.items()}, runs[chosen.label()][1]
+    results = {label: {k: v for k, v in scores.items() if k != PER_IMAGE} for label, (scores, _) in runs.items()}
+    return chosen, results, runs[chosen.label()][1]
 
 
 @torch.no_grad()

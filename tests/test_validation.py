@@ -9,10 +9,10 @@ from conftest import TINY_CONFIG, write_tiny_export
 
 from restoration.config import load_config
 from restoration.data.shards import make_val_loader
-from restoration.inference import CHROMA_SCALES, InferenceSettings
+from restoration.inference import CHROMA_SCALES, VS_FILL, InferenceSettings
 from restoration.pipeline import load_pipeline
 from restoration.recipe import TrainConfig
-from restoration.validation import PANEL_COLUMNS, VS_FILL, choose, evaluate
+from restoration.validation import PANEL_COLUMNS, choose, evaluate
 
 
 @pytest.fixture

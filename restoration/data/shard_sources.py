@@ -164,11 +164,12 @@ def list_photo_roots(roots: Sequence[Path]) -> tuple[Path, list[Source], list[tu
         rejects += [(f"{prefix}/{rel}", reason) for rel, reason in rejected]
         for src in found:
             rel = f"{prefix}/{src.gt}"
-            if sample_key(rel) in seen:
-                rejects.append((rel, f"duplicate key {sample_key(rel)!r} after sanitising the name"))
+            key = sample_key(rel)
+            if key in seen:
+                rejects.append((rel, f"duplicate key {key!r} after sanitising the name"))
                 continue
-            seen.add(sample_key(rel))
-            sources.append(Source(key=sample_key(rel), gt=rel, group=src.group))
+            seen.add(key)
+            sources.append(Source(key=key, gt=rel, group=src.group))
     return base, sources, rejects
 
 
