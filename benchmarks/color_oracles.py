@@ -20,6 +20,7 @@ from restoration.data.color import gray_chroma_to_rgb, rgb_to_ycbcr
 from restoration.image_io import read_rgb
 from restoration.metrics import color_similarity
 
+FLOORS = (0.01, 0.02, 0.04)
 TINTS = {"sepia": (-0.04, 0.04), "orange": (-0.08, 0.08), "blue": (0.08, -0.04), "green": (-0.05, -0.05)}
 
 
@@ -32,6 +33,12 @@ def answers(gt_u8: Tensor) -> dict[str, Tensor]:
     ycc = rgb_to_ycbcr(gt_u8.float() / 255)
     y, chroma = ycc[:, :1], ycc[:, 1:] - 0.5
     out = {f"the truth's chroma x{s:g}": gray_chroma_to_rgb(y, chroma * s) for s in (1.0, 0.25, 0.1, 0.03)}
+    magnitude = chroma.norm(dim=1, keepdim=True)
+    direction = chroma / magnitude.clamp_min(1e-6)
+    for floor in FLOORS:
+        out[f"the truth's chroma x0.1, at least {floor:g} (its hue kept)"] = gray_chroma_to_rgb(
+            y, direction * (magnitude * 0.1).clamp_min(floor)
+        )
     out["the truth's mean chroma everywhere (a global cast)"] = gray_chroma_to_rgb(
         y, chroma.mean(dim=(2, 3), keepdim=True).expand_as(chroma)
     )

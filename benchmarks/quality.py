@@ -161,6 +161,8 @@ def best_settings(models: list[Path], contest: Path, dst: Path, has_mat: bool) -
             s.color_mode,
             "--chroma-scale",
             f"{s.chroma_scale:g}",
+            "--chroma-floor",
+            f"{s.chroma_floor:g}",
         ]
         slug = s.label().replace(", ", "-").replace(" ", "")
         full[s.label()] = score_with_predict(models, contest, dst / slug, flags)

@@ -30,13 +30,19 @@ RECORDED = (
     "inpaint_mode",
     "color_mode",
     "chroma_scale",
+    "chroma_floor",
     "chroma_flip",
 )  # what a model's pipeline.json keeps as its defaults
 INPAINT_CANDIDATES: tuple[InpaintMode, ...] = ("tile", "fill")  # `tile` first: it is kept on a tie
 CHROMA_SCALES = (1.0, 0.75, 0.5, 0.25)  # 1 first: full color is kept on a tie
 CHROMA_SCALE_MAX = 3.0  # beyond it most pixels are at the gamut's edge: more only flattens saturation
+CHROMA_FLOORS = (0.0, 0.01, 0.02, 0.04)  # 0 first: the colorizer's own chroma is kept on a tie
+CHROMA_FLOOR_MAX = 0.25  # a Cb/Cr offset of 0.25 is near the gamut's edge for mid grays
 PER_IMAGE = "per_image"  # a candidate's scores: each val image's contest score by key (for `_better_inpainter`)
 VS_FILL = "vs_fill_lower"  # what `_better_inpainter` records: a network mode's lower bound of its gain over the fill
+
+
+_FLOATS = ("chroma_scale", "chroma_floor")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class InferenceSettings:
       upsampled under the full-resolution luma);
     - `chroma_scale` in [0, 3]: the colorizer's chroma times this (below 1 less saturated, above 1 more, the hue
       kept; each pixel's chroma is fitted into the RGB gamut, so its luma stays the input's);
+    - `chroma_floor` in [0, 0.25]: each pixel's chroma (its Cb/Cr offset, after the scale) raised to at least this,
+      the hue kept, so that a faint hue survives the 8-bit rounding the contest's C sees;
     - `chroma_flip`: the chroma averaged with that of the mirrored image (test-time augmentation: twice the
       colorizer's work; colors a mirror-symmetric guess where the two views disagree);
     - `truncation_psi`: MAT's style, 0 = the mean style (best contest score), 1 = sampled;
@@ -59,6 +67,7 @@ class InferenceSettings:
     inpaint_mode: InpaintMode = "tile"
     color_mode: ColorMode = "resize"
     chroma_scale: float = 1.0
+    chroma_floor: float = 0.0
     chroma_flip: bool = False
     truncation_psi: float = INFERENCE_TRUNCATION
     precision: Precision = "fp32"
@@ -70,6 +79,8 @@ class InferenceSettings:
             raise ValueError(f"color mode {self.color_mode!r}: expected one of {', '.join(COLOR_MODES)}")
         if not 0.0 <= self.chroma_scale <= CHROMA_SCALE_MAX:
             raise ValueError(f"chroma scale {self.chroma_scale}: expected a number in [0, {CHROMA_SCALE_MAX:g}]")
+        if not 0.0 <= self.chroma_floor <= CHROMA_FLOOR_MAX:
+            raise ValueError(f"chroma floor {self.chroma_floor}: expected a number in [0, {CHROMA_FLOOR_MAX:g}]")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision {self.precision!r}: expected fp32 or bf16")
 
@@ -89,6 +100,8 @@ class InferenceSettings:
             parts.append(f"color {self.color_mode}")
         if self.chroma_scale != 1:
             parts.append(f"chroma x{self.chroma_scale:g}")
+        if self.chroma_floor:
+            parts.append(f"chroma floor {self.chroma_floor:g}")
         if self.chroma_flip:
             parts.append("flip")
         return ", ".join(parts)
@@ -104,7 +117,7 @@ class InferenceSettings:
         for key in RECORDED:
             found = next((r[key] for r in recorded if r and key in r), None)
             if found is not None:
-                values[key] = float(found) if key == "chroma_scale" else bool(found) if key == "chroma_flip" else found
+                values[key] = float(found) if key in _FLOATS else bool(found) if key == "chroma_flip" else found
         return cls(**values)
 
 
@@ -154,20 +167,20 @@ def choose_settings(
     mode (MAT, or the hole as the input has it when there is no inpainter, against the classical fill; with
     per-image scores a network mode must beat the fill with a paired lower bound above 0: `_better_inpainter`),
     then the color modes when given (the quality study, whose photos are larger than the training crops), then,
-    with a colorizer, the chroma strength and, when given, the mirrored-chroma average (`flips`). `score` restores
-    the val split with a setting and returns its mean scores (and, optionally, `PER_IMAGE`: each image's contest
-    score by key); returns (chosen, scores per label). Training and the quality study choose with this.
+    with a colorizer, the chroma strength, the chroma floor and, when given, the mirrored-chroma average (`flips`).
+    `score` restores the val split with a setting and returns its mean scores (and, optionally, `PER_IMAGE`: each
+    image's contest score by key); returns (chosen, scores per label). Training and the quality study choose with this.
 
     Why chroma is chosen: S and M compare RGB channels with the truth, so an uncertain colorizer's wrong saturation
     costs SSIM, while C compares hue histograms, which a smaller chroma keeps."""
     results: dict[str, dict[str, Any]] = {}
-    chosen = base.but(chroma_scale=1.0)
+    chosen = base.but(chroma_scale=1.0, chroma_floor=0.0)
     rounds = (
         ("inpaint_mode", inpaint_modes), ("color_mode", color_modes), ("chroma_scale", CHROMA_SCALES),
-        ("chroma_flip", flips),
+        ("chroma_floor", CHROMA_FLOORS), ("chroma_flip", flips),
     )  # fmt: skip
     for field, values in rounds:
-        if field in ("chroma_scale", "chroma_flip") and not colorizes:
+        if field in ("chroma_scale", "chroma_floor", "chroma_flip") and not colorizes:
             continue
         candidates = [chosen.but(**{field: value}) for value in values]
         for candidate in candidates:

@@ -11,9 +11,9 @@ Input (a DataFrame, or JSON `dataframe_records` / `dataframe_split`, or a CSV): 
 Output: one row per image: `image` (base64 PNG of the restored RGB), `width`, `height`, `lost_fraction` (of the
 detected lost region) and `mask_source` (`exact`: the contest rule, `learned`: the learned detector, `none`: no lost
 region found). Params: `seed`, `batch_size`, `truncation_psi` (MAT's style: 0 = mean style, the default; 1 =
-sampled) and the inference settings `inpaint_mode`, `color_mode`, `chroma_scale`, `chroma_flip` (defaults: what the
-model's training chose, `pipeline.json`). A row's random draws depend on its position and the seed only, never on
-the batch.
+sampled) and the inference settings `inpaint_mode`, `color_mode`, `chroma_scale`, `chroma_floor`, `chroma_flip`
+(defaults: what the model's training chose, `pipeline.json`). A row's random draws depend on its position and the
+seed only, never on the batch.
 
 A request that cannot be answered raises `MlflowException` with `INVALID_PARAMETER_VALUE`, which the scoring server
 answers with HTTP 400 and the message (any other exception becomes its generic "unexpected error"): no usable
@@ -143,6 +143,7 @@ def request_settings(defaults: InferenceSettings, params: dict[str, Any]) -> tup
             inpaint_mode=params.get("inpaint_mode"),
             color_mode=params.get("color_mode"),
             chroma_scale=None if params.get("chroma_scale") is None else float(params["chroma_scale"]),
+            chroma_floor=None if params.get("chroma_floor") is None else float(params["chroma_floor"]),
             chroma_flip=None if params.get("chroma_flip") is None else bool(params["chroma_flip"]),
             truncation_psi=float(params.get("truncation_psi", INFERENCE_TRUNCATION)),
         )
@@ -221,6 +222,7 @@ def signature(defaults: InferenceSettings) -> Any:
             ParamSpec("inpaint_mode", "string", defaults.inpaint_mode),
             ParamSpec("color_mode", "string", defaults.color_mode),
             ParamSpec("chroma_scale", "double", float(defaults.chroma_scale)),
+            ParamSpec("chroma_floor", "double", float(defaults.chroma_floor)),
             ParamSpec("chroma_flip", "boolean", bool(defaults.chroma_flip)),
         ]
     )

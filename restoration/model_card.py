@@ -197,7 +197,8 @@ def model_card(sources: Sequence[str | Path]) -> str:
         "## Default inference settings",
         "",
         f"`{settings.label()}` ({recorded}), as chosen on the val split when training ended; a request can change "
-        "them with the params `inpaint_mode`, `color_mode`, `chroma_scale`, `chroma_flip`, `truncation_psi` "
+        "them with the params `inpaint_mode`, `color_mode`, `chroma_scale`, `chroma_floor`, `chroma_flip`, "
+        "`truncation_psi` "
         f"(default {settings.truncation_psi:g}: MAT's mean style), `seed`, `batch_size`.",
         "",
         "## Training data",

@@ -34,7 +34,14 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from restoration.anchors import PIPELINE_FILL, classical_fill
-from restoration.data.color import gray_chroma_to_rgb, signed_to_u8, signed_to_unit, u8_to_signed, unit_to_signed
+from restoration.data.color import (
+    chroma_at_least,
+    gray_chroma_to_rgb,
+    signed_to_u8,
+    signed_to_unit,
+    u8_to_signed,
+    unit_to_signed,
+)
 from restoration.data.exact_mask import find_exact_hole
 from restoration.inference import InferenceSettings, composite, inpaint_gray
 from restoration.weights import (
@@ -135,8 +142,10 @@ class Pipeline:
                 inpainter = f"MAT ({s.inpaint_mode}{on_fill})"
             else:
                 inpainter = "no inpainter (lost region kept as filled)"
-            scale = (f", chroma x{s.chroma_scale:g}" if s.chroma_scale != 1 else "") + (
-                ", flip" if s.chroma_flip else ""
+            scale = (
+                (f", chroma x{s.chroma_scale:g}" if s.chroma_scale != 1 else "")
+                + (f", chroma floor {s.chroma_floor:g}" if s.chroma_floor else "")
+                + (", flip" if s.chroma_flip else "")
             )
             colorizer = f"colorizer ({s.color_mode}{scale})" if "colorizer" in nets else "no colorizer (gray output)"
             steps = [inpainter, colorizer]
@@ -273,7 +282,7 @@ class Pipeline:
     def _colorize(self, gray: Tensor, s: InferenceSettings) -> Tensor:
         """(b, 1, H, W) gray -> (b, 3, H, W) RGB whose luma is `gray`; in `resize` mode the chroma is predicted
         with the short side at the colorizer's training resolution and upsampled bilinearly; then scaled by
-        `chroma_scale`."""
+        `chroma_scale`, then raised to at least `chroma_floor`."""
         G = self.networks["colorizer"]
         H, W = gray.shape[2:]
         size = self.color_size
@@ -289,6 +298,7 @@ class Pipeline:
             chroma = F.interpolate(chroma, size=(H, W), mode="bilinear", align_corners=False)
         if s.chroma_scale != 1:
             chroma = chroma * s.chroma_scale
+        chroma = chroma_at_least(chroma, s.chroma_floor)
         return unit_to_signed(gray_chroma_to_rgb(signed_to_unit(gray.float()), chroma)).clamp(-1, 1)
 
 

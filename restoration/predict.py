@@ -78,7 +78,7 @@ def chosen_settings(pipeline: Pipeline, ns: argparse.Namespace) -> InferenceSett
     """The model's recorded defaults, with the flags the user gave on top."""
     return pipeline.defaults.but(
         inpaint_mode=ns.inpaint_mode, color_mode=ns.color_mode, chroma_scale=ns.chroma_scale,
-        chroma_flip=ns.chroma_flip, truncation_psi=ns.truncation, precision=ns.precision,
+        chroma_floor=ns.chroma_floor, chroma_flip=ns.chroma_flip, truncation_psi=ns.truncation, precision=ns.precision,
     )  # fmt: skip
 
 
@@ -214,6 +214,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the colorizer's chroma times X in [0, 3]: below 1 less saturated, above 1 more, the hue and the luma "
         "kept (default: the model's "
         "pipeline.json, measured when its training ended, else 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chroma-floor", type=float, default=None, metavar="X",
+        help="raise each pixel's chroma (Cb/Cr offset, after --chroma-scale) to at least X in [0, 0.25], the hue and "
+        "the luma kept, so that faint hues survive 8-bit rounding (default: the model's pipeline.json, measured "
+        "when its training ended, else 0)",
     )  # fmt: skip
     parser.add_argument(
         "--chroma-flip", action=argparse.BooleanOptionalAction, default=None,

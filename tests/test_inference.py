@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from restoration.inference import CHROMA_SCALES, PER_IMAGE, InferenceSettings, choose_settings, paired_lower_bound
+from restoration.inference import (
+    CHROMA_FLOORS,
+    CHROMA_SCALES,
+    PER_IMAGE,
+    InferenceSettings,
+    choose_settings,
+    paired_lower_bound,
+)
 
 
 def fake_scores(tile: float, fill: float, half: float):
@@ -27,9 +34,11 @@ def test_the_best_score_wins_and_ties_keep_mat_and_full_color(tile, fill, half, 
     score, seen = fake_scores(tile, fill, half)
     got, results = choose_settings(score, InferenceSettings(), colorizes=True)
     assert (got.inpaint_mode, got.chroma_scale) == chosen
-    # both inpaint modes at full color, then every chroma strength on the chosen mode, each scored once
+    # both inpaint modes at full color, then every chroma strength on the chosen mode, then every floor on that
+    # (here a floor changes nothing, so none is taken: the first candidate wins a tie), each scored once
     assert seen[:2] == ["tile", "fill"]
-    assert len(seen) == 2 + len(CHROMA_SCALES) - 1 == len(results)
+    assert len(seen) == 2 + len(CHROMA_SCALES) - 1 + len(CHROMA_FLOORS) - 1 == len(results)
+    assert got.chroma_floor == 0.0
 
 
 def test_without_a_colorizer_only_the_inpaint_mode_is_chosen():
@@ -46,10 +55,31 @@ def test_settings_are_validated_and_recorded_round_trip():
         InferenceSettings(precision="fp16")
     s = InferenceSettings(inpaint_mode="fill", chroma_scale=0.75, precision="bf16")
     assert s.label() == "fill, chroma x0.75"
-    assert s.recorded() == {"inpaint_mode": "fill", "color_mode": "resize", "chroma_scale": 0.75, "chroma_flip": False}
+    assert s.recorded() == {
+        "inpaint_mode": "fill", "color_mode": "resize", "chroma_scale": 0.75, "chroma_floor": 0.0, "chroma_flip": False
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="chroma floor"):
+        InferenceSettings(chroma_floor=0.3)
+    assert InferenceSettings(chroma_floor=0.02).label() == "tile, chroma floor 0.02"
+    assert InferenceSettings.from_recorded([{"chroma_floor": 0.02}]).chroma_floor == 0.02
     # recorded settings come back per key from the first source that has them; precision is never recorded
     back = InferenceSettings.from_recorded([{"chroma_scale": 0.75}, {"inpaint_mode": "fill", "chroma_scale": 0.25}])
     assert (back.inpaint_mode, back.chroma_scale, back.precision) == ("fill", 0.75, "fp32")
+
+
+def test_the_floor_round_comes_after_the_scale_and_keeps_its_choice():
+    seen = []
+
+    def score(s: InferenceSettings) -> dict:
+        seen.append(s.label())
+        return {"score": 0.5 - abs(s.chroma_scale - 0.75) - abs(s.chroma_floor - 0.02)}
+
+    got, _ = choose_settings(score, InferenceSettings(), colorizes=True)
+    assert (got.chroma_scale, got.chroma_floor) == (0.75, 0.02)
+    assert seen[-1] == "tile, chroma x0.75, chroma floor 0.04"  # every floor tried on the chosen scale
+    got, results = choose_settings(score, InferenceSettings(), colorizes=False)
+    assert got.chroma_floor == 0.0
+    assert not any("floor" in label for label in results)
 
 
 def test_the_flip_round_is_tried_last_and_only_when_asked():

@@ -69,7 +69,7 @@ def test_saved_model_predicts_like_the_pipeline_from_bytes_base64_and_paths(save
 # every inference setting a request can pick (`InferenceSettings` fields that are params of the model)
 SETTINGS_A_USER_PICKS = [
     *({"inpaint_mode": mode} for mode in INPAINT_MODES),
-    {"color_mode": "full", "chroma_scale": 0.5, "chroma_flip": True, "truncation_psi": 1.0},
+    {"color_mode": "full", "chroma_scale": 0.5, "chroma_floor": 0.02, "chroma_flip": True, "truncation_psi": 1.0},
 ]
 PROBE = """
 import json, sys
@@ -193,6 +193,7 @@ def test_a_param_out_of_range_is_refused_with_the_reason(loaded_model, tmp_path)
     frame = pd.DataFrame({"path": [str(root / "test_input" / "TEST_000.png")]})
     for params, expected in (({"inpaint_mode": "paint"}, "params: inpaint mode 'paint': expected one of"),
                              ({"chroma_scale": 4.0}, "params: chroma scale 4.0: expected a number in [0, 3]"),
+                             ({"chroma_floor": 0.5}, "params: chroma floor 0.5: expected a number in [0, 0.25]"),
                              ({"batch_size": 0}, "params: batch_size 0: expected 1 or more")):  # fmt: skip
         with pytest.raises(MlflowException) as caught:
             loaded_model.predict(frame, params=params)

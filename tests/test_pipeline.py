@@ -265,6 +265,23 @@ def test_chroma_scale_keeps_the_luma_and_scales_the_color(tiny_export, tmp_path)
         InferenceSettings(chroma_scale=3.5)
 
 
+def test_chroma_floor_lifts_faint_color_and_keeps_the_luma(tiny_export, tmp_path):
+    grays = contest_inputs(tmp_path)
+    pipeline = load_pipeline([tiny_export])
+    faint = InferenceSettings(chroma_scale=0.01)
+    plain = pipeline.restore(grays, settings=faint, seed=0)
+    lifted = pipeline.restore(grays, settings=faint.but(chroma_floor=0.04), seed=0)
+    luma = lambda rgb: rgb.astype(float) @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    chroma = lambda rgb: np.abs(rgb.astype(float) - rgb.astype(float).mean(axis=2, keepdims=True))  # noqa: E731
+    for a, b in zip(plain, lifted, strict=True):
+        assert np.abs(luma(a.rgb) - luma(b.rgb)).max() <= 1.5
+        gray_px = (np.ptp(a.rgb, axis=2) == 0).mean()
+        assert gray_px > 0.9  # x0.01 rounds almost every pixel to R = G = B ...
+        assert (np.ptp(b.rgb, axis=2) == 0).mean() < 0.15  # ... the floor gives most back their hue (not pure white)
+        assert chroma(b.rgb).mean() > 2 * chroma(a.rgb).mean()
+    assert "chroma floor 0.04" in pipeline.describe(faint.but(chroma_floor=0.04))
+
+
 def test_a_shared_pipeline_is_never_changed_by_a_call(tiny_export, tmp_path):
     """Settings are per call: one caller's truncation or mode cannot leak into the next (the MLflow model serves
     concurrent requests from one pipeline)."""

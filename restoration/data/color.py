@@ -79,6 +79,17 @@ def chroma_delta(chroma: Tensor) -> Tensor:
     return torch.stack([_CR_TO_R * cr, _CB_TO_G * cb + _CR_TO_G * cr, _CB_TO_B * cb], dim=1)
 
 
+def chroma_at_least(chroma: Tensor, floor: float) -> Tensor:
+    """(B, 2, H, W) Cb/Cr offsets with each pixel's chroma raised to at least `floor`, its hue kept (a pixel with no
+    chroma at all has no hue and stays gray). Why: the contest's C compares 8-bit hue histograms, and a faint chroma
+    rounds to a few RGB levels whose hue is coarse or lost (R = G = B lands in bin 0); the truth's own chroma x0.1
+    scores C 0.59 on unseen photos, the same with at least 0.04 scores 0.86 (`benchmarks/color_oracles.py`)."""
+    if floor <= 0:
+        return chroma
+    magnitude = chroma.norm(dim=1, keepdim=True)
+    return chroma * (floor / magnitude.clamp_min(1e-12)).clamp_min(1.0).where(magnitude > 1e-6, 1.0)
+
+
 def gray_chroma_to_rgb(gray01: Tensor, chroma: Tensor, fit_gamut: bool = True) -> Tensor:
     """Combine luma (B, 1, H, W) in [0, 1] with Cb/Cr offsets (B, 2, H, W) into RGB whose luma equals `gray01`.
 

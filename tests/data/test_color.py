@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from restoration.data.color import (
+    chroma_at_least,
     gray_chroma_to_rgb,
     rgb_to_gray_u8,
     rgb_to_luma,
@@ -64,3 +65,14 @@ def test_float_luma_is_bt601_summed_left_to_right_and_agrees_with_pil_gray():
     assert torch.equal(luma, 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:])
     u8 = signed_to_u8(rgb)
     assert (signed_to_u8(rgb_to_luma(u8_to_signed(u8))).int() - rgb_to_gray_u8(u8).int()).abs().max() <= 1
+
+
+def test_chroma_floor_raises_faint_chroma_and_keeps_every_hue():
+    chroma = torch.tensor([[0.003, -0.004], [0.1, 0.05], [0.0, 0.0], [-0.02, 0.0]]).T.reshape(1, 2, 2, 2)
+    out = chroma_at_least(chroma, 0.02)
+    norm = lambda c: c.norm(dim=1)  # noqa: E731
+    assert torch.allclose(norm(out).flatten(), torch.tensor([0.02, norm(chroma)[0, 0, 1], 0.0, 0.02]))
+    moved = norm(chroma).flatten() > 0
+    cos = torch.nn.functional.cosine_similarity(out, chroma, dim=1).flatten()
+    assert torch.allclose(cos[moved], torch.ones(3))  # the hue of every coloured pixel is kept
+    assert torch.equal(chroma_at_least(chroma, 0.0), chroma)
