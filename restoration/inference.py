@@ -40,6 +40,7 @@ CHROMA_FLOORS = (0.0, 0.01, 0.02, 0.04)  # 0 first: the colorizer's own chroma i
 CHROMA_FLOOR_MAX = 0.25  # a Cb/Cr offset of 0.25 is near the gamut's edge for mid grays
 PER_IMAGE = "per_image"  # a candidate's scores: each val image's contest score by key (for `_better_inpainter`)
 VS_FILL = "vs_fill_lower"  # what `_better_inpainter` records: a network mode's lower bound of its gain over the fill
+VS_NO_FLOOR = "vs_no_floor_lower"  # what the floor round records: a floor's lower bound of its gain over none
 
 
 _FLOATS = ("chroma_scale", "chroma_floor")
@@ -132,26 +133,42 @@ def paired_lower_bound(new: dict[str, float], old: dict[str, float], level: floa
     return float(np.quantile(gain[draws_idx].mean(axis=1), 1.0 - level))
 
 
-def _better_inpainter(candidates: list[InferenceSettings], results: dict[str, dict]) -> InferenceSettings:
-    """The inpaint round's rule: with per-image scores (`PER_IMAGE`) and the classical fill among the candidates,
-    the fill is kept unless a network mode beats it on the val images with a paired lower bound above 0 (the best
-    such mode by mean); else the best mean, the first candidate on a tie. Why: on a val split of a few dozen photos
-    a network mode that wins by noise (measured: +0.005 M on val) can lose as much on photos of other sources
-    (-0.010 M), while the fill is what every run can fall back on. Each network mode's bound is recorded in its
-    scores (`VS_FILL`) when there is one (two or more paired images)."""
+def _kept_unless_beaten(
+    candidates: list[InferenceSettings], results: dict[str, dict], kept: InferenceSettings | None, record_as: str
+) -> InferenceSettings:
+    """With per-image scores (`PER_IMAGE`), `kept` stays unless another candidate beats it on the val images with a
+    paired lower bound above 0 (then the best such candidate by mean); without them, or with no `kept`, the best mean,
+    the first candidate on a tie. Each other candidate's bound is recorded in its scores under `record_as` when there
+    is one (two or more paired images). Why: on a val split of a few dozen photos a setting that wins by noise can
+    lose as much on photos of other sources, and `kept` is the setting every run can fall back on."""
     by_mean = max(candidates, key=lambda c: (results[c.label()]["score"], -candidates.index(c)))
-    fill = next((c for c in candidates if c.inpaint_mode == "fill"), None)
-    if fill is None or any(PER_IMAGE not in results[c.label()] for c in candidates):
+    if kept is None or any(PER_IMAGE not in results[c.label()] for c in candidates):
         return by_mean
     shown = []
     for c in candidates:
-        if c is not fill:
-            bound = paired_lower_bound(results[c.label()][PER_IMAGE], results[fill.label()][PER_IMAGE])
+        if c is not kept:
+            bound = paired_lower_bound(results[c.label()][PER_IMAGE], results[kept.label()][PER_IMAGE])
             if np.isfinite(bound):
-                results[c.label()][VS_FILL] = bound
+                results[c.label()][record_as] = bound
             if bound > 0:
                 shown.append(c)
-    return max(shown, key=lambda c: results[c.label()]["score"]) if shown else fill
+    return max(shown, key=lambda c: results[c.label()]["score"]) if shown else kept
+
+
+def _better_inpainter(candidates: list[InferenceSettings], results: dict[str, dict]) -> InferenceSettings:
+    """The inpaint round's rule: the classical fill is kept unless a network mode beats it beyond noise
+    (`_kept_unless_beaten`, its bound recorded as `VS_FILL`). Measured: a network mode that won by +0.005 M on val
+    lost -0.010 M on photos of other sources."""
+    fill = next((c for c in candidates if c.inpaint_mode == "fill"), None)
+    return _kept_unless_beaten(candidates, results, fill, VS_FILL)
+
+
+def _better_floor(candidates: list[InferenceSettings], results: dict[str, dict]) -> InferenceSettings:
+    """The chroma floor round's rule: no floor is kept unless a floor beats it beyond noise (`_kept_unless_beaten`,
+    bound recorded as `VS_NO_FLOOR`). Measured: a floor of 0.02 costs the CPU preset C -0.033 on photos of other
+    sources, and one demo run chose 0.04 by +0.001 on val."""
+    none = next((c for c in candidates if c.chroma_floor == 0), None)
+    return _kept_unless_beaten(candidates, results, none, VS_NO_FLOOR)
 
 
 def choose_settings(
@@ -167,7 +184,8 @@ def choose_settings(
     mode (MAT, or the hole as the input has it when there is no inpainter, against the classical fill; with
     per-image scores a network mode must beat the fill with a paired lower bound above 0: `_better_inpainter`),
     then the color modes when given (the quality study, whose photos are larger than the training crops), then,
-    with a colorizer, the chroma strength, the chroma floor and, when given, the mirrored-chroma average (`flips`).
+    with a colorizer, the chroma strength, the chroma floor (with per-image scores, a floor must beat none with a
+    paired lower bound above 0: `_better_floor`) and, when given, the mirrored-chroma average (`flips`).
     `score` restores the val split with a setting and returns its mean scores (and, optionally, `PER_IMAGE`: each
     image's contest score by key); returns (chosen, scores per label). Training and the quality study choose with this.
 
@@ -188,6 +206,8 @@ def choose_settings(
                 results[candidate.label()] = score(candidate)
         if field == "inpaint_mode" and candidates:
             chosen = _better_inpainter(candidates, results)
+        elif field == "chroma_floor" and candidates:
+            chosen = _better_floor(candidates, results)
         elif candidates:
             chosen = max(candidates, key=lambda c: (results[c.label()]["score"], -candidates.index(c)))
     return chosen, results

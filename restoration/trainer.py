@@ -57,7 +57,7 @@ from restoration.data.shards import (
     verify_shards,
 )
 from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, say, sync_batchnorm
-from restoration.inference import VS_FILL
+from restoration.inference import VS_FILL, VS_NO_FLOOR
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.preflight import preflight
@@ -301,6 +301,7 @@ def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfi
         for label, m in results.items():
             line = "  ".join(f"{k}={m[k]:.4f}" for k in CONTEST_KEYS)
             line += f"  vs fill: lower bound {m[VS_FILL]:+.4f}" if VS_FILL in m else ""
+            line += f"  vs no floor: lower bound {m[VS_NO_FLOOR]:+.4f}" if VS_NO_FLOOR in m else ""
             say(accelerator, f"inference {label:>18} on the val split: {line}"
                 + ("  <- chosen" if label == chosen.label() else ""))  # fmt: skip
     else:

@@ -9,6 +9,7 @@ from restoration.inference import (
     CHROMA_FLOORS,
     CHROMA_SCALES,
     PER_IMAGE,
+    VS_NO_FLOOR,
     InferenceSettings,
     choose_settings,
     paired_lower_bound,
@@ -116,6 +117,27 @@ def test_mat_must_beat_the_fill_beyond_noise_to_be_chosen():
     better = [f + 0.03 + d for f, d in zip(fill, rng.normal(0, 0.01, 24), strict=True)]
     got, _ = choose_settings(per_image_scores(better, fill), InferenceSettings(), colorizes=False)
     assert got.inpaint_mode == "tile"
+
+
+def test_a_chroma_floor_must_beat_none_beyond_noise_to_be_chosen():
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.7, 24)
+
+    def scores(gain_of_floor) -> callable:
+        def score(s: InferenceSettings) -> dict:
+            values = base + (gain_of_floor(s.chroma_floor) if s.chroma_floor else 0.0)
+            return {"score": float(values.mean()), PER_IMAGE: {f"img{i}": float(v) for i, v in enumerate(values)}}
+
+        return score
+
+    wobble = {f: rng.normal(0, 0.05, 24) for f in CHROMA_FLOORS}
+    noise = lambda f: wobble[f] - wobble[f].mean() + 0.001 * f / 0.01  # noqa: E731  (+0.001 to +0.004: noise)
+    got, results = choose_settings(scores(noise), InferenceSettings(), colorizes=True, inpaint_modes=("fill",))
+    assert got.chroma_floor == 0.0  # the best mean alone would take 0.04
+    assert all(results[got.but(chroma_floor=f).label()][VS_NO_FLOOR] < 0 for f in CHROMA_FLOORS[1:])
+    steady = lambda f: 0.02 + rng.normal(0, 0.002, 24) if f == 0.02 else -0.01  # noqa: E731
+    got, _ = choose_settings(scores(steady), InferenceSettings(), colorizes=True, inpaint_modes=("fill",))
+    assert got.chroma_floor == 0.02
 
 
 def test_the_paired_lower_bound_pairs_images_by_key_and_is_reproducible():
