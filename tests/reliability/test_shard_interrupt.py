@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-PHOTOS = 100
+PHOTOS = 400  # enough work that an idle 2-core machine is still building when the first shard lands (100 took 1 s)
 
 
 @pytest.mark.slow
@@ -24,7 +24,7 @@ def test_ctrl_c_in_a_parallel_shard_build_is_one_line_and_exit_130(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(PHOTOS):  # noise upscaled to 384 px: a few seconds of work for two workers
+    for i in range(PHOTOS):  # noise upscaled to 384 px: several seconds of work for two workers
         Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(photos / f"p{i:03d}.png")
     out = tmp_path / "shards"
     command = [sys.executable, "-m", "data_prep.build_shards", "photos", "--root", str(photos), "--out", str(out),
