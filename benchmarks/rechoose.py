@@ -15,11 +15,9 @@ from accelerate import Accelerator
 
 from restoration.config import load_config
 from restoration.data.shards import make_val_loader
-from restoration.inference import VS_FILL, VS_NO_FLOOR
 from restoration.pipeline import load_pipeline
 from restoration.recipe import TrainConfig
-from restoration.scoring import CONTEST_KEYS
-from restoration.validation import choose
+from restoration.validation import choice_lines, choose
 from restoration.weights import record_inference
 
 
@@ -33,11 +31,7 @@ def rechoose(run_dir: Path, *, record: bool = True) -> dict:
     chosen, results, _ = choose(
         pipeline, loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches, num_panels=0
     )  # fmt: skip
-    for label, m in results.items():
-        line = "  ".join(f"{k}={m[k]:.4f}" for k in CONTEST_KEYS)
-        line += f"  vs fill: lower bound {m[VS_FILL]:+.4f}" if VS_FILL in m else ""
-        line += f"  vs no floor: lower bound {m[VS_NO_FLOOR]:+.4f}" if VS_NO_FLOOR in m else ""
-        print(f"inference {label:>28} on the val split: {line}" + ("  <- chosen" if label == chosen.label() else ""))
+    print("\n".join(choice_lines(results, chosen, width=28)))
     return record_inference(export, **chosen.recorded()) if record else chosen.recorded()
 
 

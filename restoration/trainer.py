@@ -57,7 +57,6 @@ from restoration.data.shards import (
     verify_shards,
 )
 from restoration.distributed import is_peer_loss, process_group_kwargs, replica_report, say, sync_batchnorm
-from restoration.inference import VS_FILL, VS_NO_FLOOR
 from restoration.pipeline import Pipeline
 from restoration.preemption import REQUEUE_EXIT_CODE, PreemptionFlag
 from restoration.preflight import preflight
@@ -68,7 +67,7 @@ from restoration.scoring import CONTEST_KEYS, KEYS
 from restoration.tasks import Task, build_task
 from restoration.throughput import Throughput
 from restoration.tracking import Tracker, default_tracking_uri, git_sha
-from restoration.validation import anchor_scores, choose, evaluate
+from restoration.validation import anchor_scores, choice_lines, choose, evaluate
 from restoration.weights import SETTINGS_TABLE_FILE, VAL_ANCHORS_FILE
 
 log = logging.getLogger("restoration.train")
@@ -298,12 +297,8 @@ def final_eval(task: Task, val_loader, accelerator: Accelerator, cfg: TrainConfi
             pipeline, val_loader, accelerator, cfg.data, max_batches=cfg.run.eval_batches,
             num_panels=cfg.run.num_panels, scores_masks=task.scores_masks,
         )  # fmt: skip
-        for label, m in results.items():
-            line = "  ".join(f"{k}={m[k]:.4f}" for k in CONTEST_KEYS)
-            line += f"  vs fill: lower bound {m[VS_FILL]:+.4f}" if VS_FILL in m else ""
-            line += f"  vs no floor: lower bound {m[VS_NO_FLOOR]:+.4f}" if VS_NO_FLOOR in m else ""
-            say(accelerator, f"inference {label:>18} on the val split: {line}"
-                + ("  <- chosen" if label == chosen.label() else ""))  # fmt: skip
+        for line in choice_lines(results, chosen, width=18):
+            say(accelerator, line)
     else:
         run_eval(task, val_loader, accelerator, cfg, tracker, run_dir, step)
     anchors = val_anchors(val_loader, accelerator, cfg, tracker, step)

@@ -28,7 +28,7 @@ from restoration.anchors import anchor_rgb
 from restoration.data.color import rgb_to_gray_u8, signed_to_u8
 from restoration.data.exact_mask import known_from_pair
 from restoration.data.shards import DataConfig, prepare_batch
-from restoration.inference import PER_IMAGE, InferenceSettings, choose_settings
+from restoration.inference import PER_IMAGE, VS_FILL, VS_NO_FLOOR, InferenceSettings, choose_settings
 from restoration.metrics import mask_iou, score_image
 from restoration.pipeline import Pipeline, Restored
 from restoration.scoring import CONTEST_KEYS, KEYS  # the figures a submission is scored by
@@ -110,6 +110,19 @@ def evaluate(
         scores.pop("mask_iou")
     scores["samples"] = float(sums[-1])
     return scores, panels
+
+
+def choice_lines(results: dict[str, dict], chosen: InferenceSettings, width: int) -> list[str]:
+    """One readable line per candidate of `choose` (its scores, its lower bound against the kept setting when the
+    rule recorded one, the winner marked), for the log of whoever ran the choice: the trainer and `rechoose`."""
+    lines = []
+    for label, m in results.items():
+        line = "  ".join(f"{k}={m[k]:.4f}" for k in CONTEST_KEYS)
+        line += f"  vs fill: lower bound {m[VS_FILL]:+.4f}" if VS_FILL in m else ""
+        line += f"  vs no floor: lower bound {m[VS_NO_FLOOR]:+.4f}" if VS_NO_FLOOR in m else ""
+        mark = "  <- chosen" if label == chosen.label() else ""
+        lines.append(f"inference {label:>{width}} on the val split: {line}{mark}")
+    return lines
 
 
 def choose(
