@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from restoration.carry import CarryError, read_source
 from restoration.data.shards import read_manifest
 from restoration.recipe import MAT_STAGES, STAGE_NETWORKS, TrainConfig
 from restoration.weights import ModelSourceError, network_spec, resolve_source
@@ -77,13 +78,21 @@ def weights_problems(cfg: TrainConfig) -> list[str]:
 
 
 def init_problems(cfg: TrainConfig) -> list[str]:
-    """Each `init.from_weights` entry is a directory a stage can start from (an export, a run, a checkpoint)."""
+    """Each `init.from_weights` entry is a directory a stage can start from (an export, a run, a checkpoint); with
+    `init.carry_state`, a checkpoint that records its networks' training state."""
     problems = []
     for path in cfg.init.from_weights:
         try:
             resolve_source(path)
         except ModelSourceError as err:
             problems.append(f"init.from_weights: {err}")
+    if cfg.init.carry_state and not cfg.init.from_weights:
+        problems.append("init.carry_state: true needs init.from_weights (the checkpoints to continue from)")
+    for path in cfg.init.from_weights if cfg.init.carry_state else []:
+        try:
+            read_source(path)
+        except CarryError as err:
+            problems.append(str(err))
     return problems
 
 

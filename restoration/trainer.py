@@ -27,6 +27,7 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from restoration.anchors import fill_method
+from restoration.carry import PREPARED
 from restoration.checkpoint import (
     CheckpointWriteError,
     RunDirInUse,
@@ -676,8 +677,10 @@ def train(cfg: TrainConfig, accelerator: Accelerator, run_dir: Path, preemption:
         stop = preemption.agreed(accelerator)
         if stop or step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
             state["mlflow_run_id"] = tracker.run_id or state.get("mlflow_run_id")  # never overwritten with nothing
+            prepared = {"networks": list(parts.networks), "optimizers": list(parts.optimizers)}  # the files' order
             save_checkpoint(
-                accelerator, run_dir, step, ema=parts.ema, trainer_state=state, keep=cfg.run.keep_checkpoints,
+                accelerator, run_dir, step, ema=parts.ema, keep=cfg.run.keep_checkpoints,
+                trainer_state={**state, PREPARED: prepared},
                 plain={k: accelerator.unwrap_model(v) for k, v in parts.networks.items()},
             )  # fmt: skip
         if stop:

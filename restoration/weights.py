@@ -112,6 +112,9 @@ class InitConfig:
 
     from_weights: list[Path] = field(default_factory=list)
     strict: bool = True  # every network file found must match its network's keys and shapes exactly
+    # also each network's live weights, Adam state and EMA copy, from checkpoints (`restoration.carry`): a stage change
+    # that continues training instead of restarting it
+    carry_state: bool = False
 
 
 # -- writing ------------------------------------------------------------------------------------------------------

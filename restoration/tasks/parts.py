@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
+from restoration.carry import carry_state
 from restoration.distributed import average_running_stats
 from restoration.optim import (
     OptimConfig,
@@ -134,17 +135,22 @@ def assemble(
     bf16: bool,
 ) -> StageParts:
     """Initial weights (`init.from_weights`), an Adam per network (discriminators at `optim.d_lr`), and
-    EMA copies of the `ema` networks, decaying per the run's global batch."""
+    EMA copies of the `ema` networks, decaying per the run's global batch; with `init.carry_state`, the Adam state,
+    live weights and EMA copies of the checkpoints' networks carried over (`restoration.carry`)."""
     load_init_weights(networks, cfg.init.from_weights, strict=cfg.init.strict)
     optim = cfg.optim
+    optimizers = {
+        name: make_adam(net.parameters(), optim.d_lr if _is_critic(name) else optim.lr, optim)
+        for name, net in networks.items()
+    }
+    averages = {name: make_ema(networks[name]) for name in ema}
+    if cfg.init.carry_state:
+        carry_state(cfg.init.from_weights, networks, optimizers, averages)
     return StageParts(
         accelerator=accelerator,
         networks=networks,
-        optimizers={
-            name: make_adam(net.parameters(), optim.d_lr if _is_critic(name) else optim.lr, optim)
-            for name, net in networks.items()
-        },
-        ema={name: make_ema(networks[name]) for name in ema},
+        optimizers=optimizers,
+        ema=averages,
         ema_decay=ema_decay_from_half_life(optim.ema_half_life_images, images_per_step * accelerator.num_processes),
         optim=optim,
         max_steps=cfg.run.max_steps,
