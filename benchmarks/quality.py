@@ -10,7 +10,9 @@ backbones), at equal compute. With a budget of S steps per stage:
   (b) two-stage: `inpaint` (MAT) S steps and `colorize` S steps, trained separately, then chained;
   (c) joint: starts from (b)'s checkpoints at S/2 (the same weights (b) had at that point) and spends the
       remaining budget, S/2 steps, in the `joint` stage (each joint step updates both MAT and the colorizer, so
-      every network gets S updates, as in (b)), on the second half of (b)'s learning-rate curve;
+      every network gets S updates, as in (b)), on the second half of (b)'s learning-rate curve; `--branch 0.75`
+      starts it later, from a (b) closer to converged, and `--carry` continues (b)'s Adam moments and EMA copies
+      across the stage change (`init.carry_state`) instead of restarting them;
   (d) joint end to end from the start: the `joint` stage for S steps from random weights (one joint step costs
       about one inpaint step plus one colorize step, so S joint steps match (b)'s compute).
 Every arm sees the same batches per step and the same resolution; the table reports the wall time of each too.
@@ -89,40 +91,70 @@ class Arm:
     overrides: list[str] = field(default_factory=list)
 
 
-def continue_schedule(optim: OptimConfig, S: int) -> list[str]:
-    """Overrides that make (c)'s joint steps follow the second half of (b)'s learning-rate curve: start at the rate
-    (b) had at S/2, no new warmup, and end at the rate (b) ends with, so (c) differs from (b) only in what is
-    trained, not in how hot."""
-    f = lr_factor(S // 2, S, optim)
+def continue_schedule(optim: OptimConfig, S: int, at: int | None = None) -> list[str]:
+    """Overrides that make (c)'s joint steps follow the rest of (b)'s learning-rate curve: start at the rate (b) had
+    at step `at` (default S/2), no new warmup, and end at the rate (b) ends with, so (c) differs from (b) only in
+    what is trained, not in how hot."""
+    f = lr_factor(S // 2 if at is None else at, S, optim)
     return [
         f"optim.lr={optim.lr * f}", f"optim.d_lr={optim.d_lr * f}", "optim.warmup_steps=0",
         f"optim.min_lr_ratio={optim.min_lr_ratio / f}",
     ]  # fmt: skip
 
 
-def plan(out: Path, S: int, optim: OptimConfig) -> list[Arm]:
-    """The arms' runs. Checkpoints every S/4 (kept: the last 4), so (c) starts from (b) at S/2 and the learning
-    curve reads every arm at S/4, S/2, 3S/4 and S."""
-    half = S // 2
-    every = S // 4 if S % 4 == 0 else half
-    ckpt = lambda run: out / run / "checkpoints" / f"step-{half:08d}"  # noqa: E731
+@dataclass(frozen=True)
+class Branch:
+    """Where (c) leaves (b) (a fraction of S: 0.25, 0.5 or 0.75, a kept checkpoint of (b)) and whether it carries
+    (b)'s optimizer and EMA state (`init.carry_state`); the default is the study's original design."""
+
+    at: float = 0.5
+    carry: bool = False
+
+    def step(self, S: int) -> int:
+        if self.at not in (0.25, 0.5, 0.75) or S % 4:
+            raise SystemExit(f"--branch {self.at} with S = {S}: use 0.25, 0.5 or 0.75 with S a multiple of 4")
+        return round(S * self.at)
+
+    def run(self) -> str:
+        """(c)'s run name: `c-joint` for the original design, else named after its branch point and carry."""
+        if self == Branch():
+            return "c-joint"
+        return f"c-joint-at{round(self.at * 100)}{'-carry' if self.carry else ''}"
+
+    def label(self) -> str:
+        return f"{self.at:g} S" + (", optimizer and EMA carried" if self.carry else "")
+
+
+def plan(out: Path, S: int, optim: OptimConfig, branch: Branch = Branch()) -> list[Arm]:
+    """The arms' runs. Checkpoints every S/4 (kept: the last 4), so (c) starts from (b) at its branch point (S/2 by
+    default) and the learning curve reads every arm at S/4, S/2, 3S/4 and S."""
+    at = branch.step(S)
+    every = S // 4
+    ckpt = lambda run: out / run / "checkpoints" / f"step-{at:08d}"  # noqa: E731
+    carry = ["init.carry_state=true"] if branch.carry else []
     return [
         Arm("a-baseline", "gan_baseline", 2 * S, 2 * every),
         Arm("b-inpaint", "inpaint", S, every),
         Arm("b-colorize", "colorize", S, every),
-        Arm("c-joint", "joint", S - half, S - half, [ckpt("b-inpaint"), ckpt("b-colorize")],
-            continue_schedule(optim, S)),
+        Arm(branch.run(), "joint", S - at, S - at, [ckpt("b-inpaint"), ckpt("b-colorize")],
+            [*continue_schedule(optim, S, at), *carry]),
         Arm("d-joint-e2e", "joint", S, every),
     ]  # fmt: skip
 
 
-PIPELINES = {  # evaluated pipeline -> (the runs (or checkpoints) it is made of, description)
-    "(a) one GAN (notebook baseline)": (["a-baseline"], "gan_baseline, 2S steps"),
-    "(b) two-stage, trained separately": (["b-inpaint", "b-colorize"], "inpaint S + colorize S, chained"),
-    "(c) joint fine-tuning": (["c-joint"], "(b) at S/2 + joint S/2"),
-    "(c) start: (b) at S/2": (["b-inpaint@half", "b-colorize@half"], "what (c) started from"),
-    "(d) joint end to end from the start": (["d-joint-e2e"], "joint S steps from random init"),
-}
+def pipelines(S: int, branch: Branch = Branch()) -> dict[str, tuple[list[str], str]]:
+    """Evaluated pipeline -> (the runs, or `run@step` checkpoints, it is made of; how it was trained)."""
+    at = branch.step(S)
+    return {
+        "(a) one GAN (notebook baseline)": (["a-baseline"], "gan_baseline, 2S steps"),
+        "(b) two-stage, trained separately": (["b-inpaint", "b-colorize"], "inpaint S + colorize S, chained"),
+        "(c) joint fine-tuning": ([branch.run()], f"(b) at {branch.label()} + joint {S - at} steps"),
+        f"(c) start: (b) at step {at}": ([f"b-inpaint@{at}", f"b-colorize@{at}"], "what (c) started from"),
+        "(d) joint end to end from the start": (["d-joint-e2e"], "joint S steps from random init"),
+    }
+
+
+PIPELINES = pipelines(200)  # the default design's names (the study's tables and its tests)
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -212,12 +244,12 @@ def train_arm(config: Path, out: Path, shards: Path, arm: Arm, extra: list[str],
 
 
 def sources(out: Path, parts: list[str], S: int, step: int | None = None) -> list[Path]:
-    """The model directories of a pipeline's runs: their final exports, their checkpoints at S/2 (`name@half`), or
-    every part's checkpoint at `step` (the learning curve)."""
+    """The model directories of a pipeline's runs: their final exports, a checkpoint (`name@step`), or every part's
+    checkpoint at `step` (the learning curve)."""
     paths = []
     for part in parts:
         name, _, at = part.partition("@")
-        at_step = S // 2 if at == "half" else step
+        at_step = int(at) if at else step
         paths.append(out / name / "checkpoints" / f"step-{at_step:08d}" if at_step is not None else out / name)
     return paths
 
@@ -263,23 +295,27 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def score_seed(
-    out: Path, S: int, letters: set[str], samples: list[dict], eval_dir: Path, timings: dict, cfg: TrainConfig
-) -> tuple[list[dict], dict[str, list[np.ndarray]]]:
+    out: Path, S: int, letters: set[str], samples: list[dict], eval_dir: Path, timings: dict, cfg: TrainConfig,
+    branch: Branch = Branch(),
+) -> tuple[list[dict], dict[str, list[np.ndarray]]]:  # fmt: skip
     """Every pipeline of one seed restored and scored on the held-out photos (true masks); one MLflow run each."""
     t = lambda *runs: sum(timings.get(r, float("nan")) for r in runs)  # noqa: E731
+    pipes = pipelines(S, branch)
+    start = next(name for name in pipes if "start:" in name)
     train_s = {
         "(a) one GAN (notebook baseline)": t("a-baseline"),
         "(b) two-stage, trained separately": t("b-inpaint", "b-colorize"),
-        "(c) joint fine-tuning": t("b-inpaint", "b-colorize") / 2 + t("c-joint"),
-        "(c) start: (b) at S/2": t("b-inpaint", "b-colorize") / 2,
+        "(c) joint fine-tuning": t("b-inpaint", "b-colorize") * branch.at + t(branch.run()),
+        start: t("b-inpaint", "b-colorize") * branch.at,
         "(d) joint end to end from the start": t("d-joint-e2e"),
     }
     rows, outputs = [], {}
     tracking_uri = default_tracking_uri(out)
-    for name, (parts, training) in PIPELINES.items():
+    for name, (parts, training) in pipes.items():
         if name[1] not in letters:
             continue
         slug = name.split(")")[0].strip("(") + ("-start" if "start:" in name else "")
+        slug += f"-{branch.run()}" if name[1] == "c" and branch != Branch() else ""
         pred_dir = out / "eval" / f"pred-{slug}"
         outputs[name] = restore_all(sources(out, parts, S), samples, pred_dir)
         result = evaluate_files(pred_dir, eval_dir / "gt", masks=eval_dir / "masks")
@@ -294,7 +330,7 @@ def score_seed(
 
 def learning_curve(out: Path, S: int, name: str, samples: list[dict], eval_dir: Path) -> list[dict]:
     """The held-out score of one pipeline at each kept checkpoint (S/4, S/2, 3S/4) and at the end."""
-    parts = PIPELINES[name][0]
+    parts = pipelines(S)[name][0]
     steps = [S // 4, S // 2, 3 * S // 4] if S % 4 == 0 else [S // 2]
     if name.startswith("(a)"):
         steps = [2 * s for s in steps]
@@ -349,11 +385,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="suffix of the result files (for variants)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every arm")
     parser.add_argument("--arms", default="abcd", help="which arms to train and score, e.g. 'b' (c needs b's runs)")
+    parser.add_argument("--branch", type=float, default=0.5, help="where (c) leaves (b), a fraction of S (0.25, 0.5, "
+                        "0.75)")  # fmt: skip
+    parser.add_argument("--carry", action="store_true", help="(c) continues (b)'s optimizer and EMA state "
+                        "(init.carry_state) instead of restarting them")  # fmt: skip
+    parser.add_argument("--test-set", type=Path, default=None, help="also score every pipeline of every seed on "
+                        "this contest-layout folder (test.csv, test_input/, gt/: photos of sources nothing was trained "
+                        "or chosen on, e.g. runs/source-split/contest-512) through restoration-predict with fixed "
+                        "settings (--test-modes), against (b) with paired CIs; nothing is chosen on it")  # fmt: skip
+    parser.add_argument("--test-modes", nargs="+", default=["tile", "fill"], choices=["tile", "resize", "fill"],
+                        help="the inpaint modes scored on --test-set (color: resize, chroma x1)")  # fmt: skip
     parser.add_argument("--contest-size", type=int, default=512, help="also score the held-out photos at this size "
                         "as the contest does (through restoration-predict, with the anchors; first seed only); 0 "
                         "skips it")  # fmt: skip
     ns = parser.parse_args(argv)
     letters = set(ns.arms)
+    branch = Branch(ns.branch, ns.carry)
 
     config_rel, default_steps = PRESETS[ns.preset]
     config = ROOT / config_rel
@@ -372,22 +419,24 @@ def main(argv: list[str] | None = None) -> int:
         run_out.mkdir(parents=True, exist_ok=True)
         timings = json.loads((run_out / "timings.json").read_text()) if (run_out / "timings.json").is_file() else {}
         extra = [*ns.set, *([f"run.seed={seed}"] if seed else [])]
-        for arm in plan(run_out, S, cfg.optim):
+        for arm in plan(run_out, S, cfg.optim, branch):
             if arm.name[0] in letters or (arm.name[0] == "b" and "c" in letters):
                 train_arm(config, run_out, shards, arm, extra, timings)
         print(f"\nseed {seed}: scoring {len(samples)} held-out photos with their true contest-style masks")
-        by_seed[seed], seed_outputs = score_seed(run_out, S, letters, samples, eval_dir, timings, cfg)
+        by_seed[seed], seed_outputs = score_seed(run_out, S, letters, samples, eval_dir, timings, cfg, branch)
         outputs = outputs or seed_outputs
 
     first = ns.seeds[0]
     rows = by_seed[first]
     budget = f"S = {S} steps per stage, batch {cfg.run.batch_size}, {cfg.data.image_size} px, {len(samples)} val photos"
+    budget += f"; (c) from (b) at {branch.label()}" if branch != Branch() else ""
     table = markdown_table(rows)
     ns.results.mkdir(parents=True, exist_ok=True)
     stem = f"quality_{ns.preset}{ns.tag}"
     report = f"{budget}\n\nseed {first}:\n\n{table}\n"
     slim = [{k: r[k] for k in ("name", "training", "train_s", "mean", "count")} for r in rows]
-    record: dict = {"budget": budget, "overrides": ns.set, "seeds": ns.seeds, "rows": slim}
+    record: dict = {"budget": budget, "overrides": ns.set, "seeds": ns.seeds, "rows": slim,
+                    "branch": {"at": branch.at, "carry": branch.carry}}  # fmt: skip
     if len(ns.seeds) > 1:
         seeds_md, record["over_seeds"] = seeds_table(by_seed)
         record["per_seed"] = {
@@ -417,9 +466,51 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{report}")
     print(f"panels (input | a | b | c | d | ground truth): {ns.results / f'{stem}_panels.png'}")
     print(f"runs: mlflow ui --backend-store-uri {tracking_uri}")
+    if ns.test_set:
+        test_study(ns, out, S, letters, branch, stem)
     if ns.contest_size:
         contest_study(ns, seed_dir(out, first, ns.seeds), S, letters, stem)
     return 0
+
+
+def test_study(ns: argparse.Namespace, out: Path, S: int, letters: set[str], branch: Branch, stem: str) -> None:
+    """Every pipeline of every seed on `--test-set` through restoration-predict, in each of `--test-modes` with the
+    colour fixed (resize, x1): nothing is chosen on these photos, so the table reports, and each pipeline is set
+    against (b) with a paired two-level bootstrap (seeds, then photos) for M, C and score."""
+    test = ns.test_set.resolve()
+    if not (test / "test.csv").is_file():
+        raise SystemExit(f"--test-set {test}: no test.csv (a contest-layout folder: test.csv, test_input/, gt/)")
+    pipes = {k: v for k, v in pipelines(S, branch).items() if k[1] in letters and "start:" not in k}
+    results: dict[str, dict[str, list[dict]]] = {}  # "pipeline, mode" -> per seed
+    for seed in ns.seeds:
+        run_out = seed_dir(out, seed, ns.seeds)
+        for name, (parts, _) in pipes.items():
+            modes = ns.test_modes if name[1] in "bcd" else ["fill"]  # (a) has no MAT: its own output only
+            for mode in modes:
+                slug = f"{name.split(')')[0].strip('(')}-{parts[0]}-{mode}"
+                flags = ["--inpaint-mode", mode, "--color-mode", "resize", "--chroma-scale", "1"]
+                r = score_with_predict(sources(run_out, parts, S), test, run_out / f"eval-test-{test.name}" / slug,
+                                       flags)  # fmt: skip
+                results.setdefault(f"{name}, {mode}", []).append(r)
+    lines = [f"{len(ns.seeds)} seeds, {test}, restoration-predict --color-mode resize --chroma-scale 1", "",
+             "| pipeline, inpaint mode | S | M | C | score | vs (b), same mode: M | C | score |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    summary = {}
+    for key, runs in results.items():
+        mean = mean_over(runs, KEYS)
+        ref = results.get(f"(b) two-stage, trained separately, {key.rsplit(', ', 1)[1]}")
+        diffs = {}
+        if ref is not None and ref is not runs:
+            diffs = {k: bootstrap_diff([per_image(r, k) for r in runs], [per_image(r, k) for r in ref])
+                     for k in ("M", "C", "score")}  # fmt: skip
+        summary[key] = {"mean": mean, "vs_b": diffs, "per_seed": [r["mean"] for r in runs]}
+        versus = " | ".join(ci_text(diffs[k]) for k in ("M", "C", "score")) if diffs else " | | "
+        lines.append(f"| {key} | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | **{mean['score']:.4f}** | "
+                     f"{versus} |")  # fmt: skip
+    table = "\n".join(lines)
+    (ns.results / f"{stem}_test.md").write_text(table + "\n")
+    (ns.results / f"{stem}_test.json").write_text(json.dumps(summary, indent=2))
+    print(f"\n{table}\n")
 
 
 def contest_study(ns: argparse.Namespace, out: Path, S: int, letters: set[str], stem: str) -> None:
@@ -436,7 +527,7 @@ def contest_study(ns: argparse.Namespace, out: Path, S: int, letters: set[str], 
               "true_gray_colorized": "the true gray colored by (b)'s colorizer (color anchor)"}  # fmt: skip
     rows = [(labels[k], v) for k, v in anchors.items()]
     recorded = {}
-    for name, (parts, _) in PIPELINES.items():
+    for name, (parts, _) in pipelines(S).items():
         if name[1] not in letters or "start:" in name:
             continue
         models = sources(out, parts, S)
