@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "restoration.cli_help",  # argparse help with defaults, for every command line
     ),
     (  # 1: files
-        "restoration.checkpoint", "restoration.image_io", "restoration.image_decoding",
+        "restoration.checkpoint", "restoration.carry", "restoration.image_io", "restoration.image_decoding",
         "restoration.models.mat_checkpoint",  # official MAT checkpoints: reads files, so above restoration.models
         "restoration.scoring",  # prediction folders, zips and the anchors scored like a submission
         "restoration.data.shard_sources", "restoration.data.shard_build", "restoration.data.builtin",  # shard building
