@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks import compare_studies
-from restoration.image_io import write_png_atomic
+from restoration.image_io import read_rgb, write_png_atomic
 
 
 def make_study(root: Path, seeds: list[int], noise: float) -> Path:
@@ -34,3 +35,22 @@ def test_the_better_study_is_ahead_with_an_interval_above_zero(tmp_path, capsys)
     mean, lo = float(score_cell.split()[0]), float(score_cell.split("[")[1].split(",")[0])
     assert mean > 0.05
     assert lo > 0
+
+
+def test_prediction_folders_within_one_study_compare_against_the_first(tmp_path, capsys):
+    """`--preds`: two prediction folders of one study (e.g. (c) with and without carried state), the first the
+    reference; the less noisy one is ahead on M with an interval above zero; several studies are refused."""
+    study = make_study(tmp_path / "study", [0, 1], noise=60)
+    for seed in (0, 1):
+        for i in range(6):
+            gt = np.asarray(read_rgb(study / "eval" / "gt" / f"p{i}.png"))
+            pred = np.clip(gt + np.random.default_rng([seed, i, 7]).normal(0, 10, gt.shape), 0, 255).astype(np.uint8)
+            write_png_atomic(pred, study / f"seed-{seed}" / "eval" / "pred-c-carry" / f"p{i}.png")
+    args = [str(study), "--seeds", "0", "1", "--preds", "b", "c-carry"]
+    assert compare_studies.main(args) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| c-carry"))
+    m_cell = row.split("|")[6].strip()
+    assert float(m_cell.split()[0]) > 0.05
+    assert float(m_cell.split("[")[1].split(",")[0]) > 0
+    with pytest.raises(SystemExit, match="one study"):
+        compare_studies.main([str(study), str(study), "--preds", "b", "c-carry"])
