@@ -379,7 +379,7 @@ class Check:
                "-m", "restoration.train", cfg["joint_config"], *cfg["joint_overrides"], f"data.root={shards}",
                f"run.output_dir={run_dir.parent}", f"run.name={run_dir.name}", f"run.max_steps={steps}",
                "run.tracking=false", "run.log_model=false", "run.eval_batches=1", "run.eval_every=0",
-               "run.checkpoint_every=100000", "init.from_weights=[]",
+               "run.checkpoint_every=100000", "init.from_weights=[]", "init.carry_state=false",
                f"data.num_workers={2 if self.ns.tiny else 8}"]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         if self.device == "cpu":
