@@ -50,7 +50,8 @@ def test_checkpoints_record_which_network_each_file_holds(stage_checkpoints):
     assert json.loads((a / "trainer.json").read_text())["prepared"] == {
         "networks": ["mat_G", "mat_D"], "optimizers": ["mat_G", "mat_D"]}  # fmt: skip
     source = read_source(b.parents[1])  # a run directory reads at its latest checkpoint
-    assert source.directory == b and source.networks == ["color_G", "color_D"]
+    assert source.directory == b
+    assert source.networks == ["color_G", "color_D"]
 
 
 def test_carry_state_continues_weights_optimizer_and_ema(stage_checkpoints, tiny_shards):
@@ -62,7 +63,8 @@ def test_carry_state_continues_weights_optimizer_and_ema(stage_checkpoints, tiny
         assert same(parts.networks[name], live), name
         saved = torch.load(source / f"optimizer{suffix}.bin", weights_only=True)
         state = parts.optimizers[name].state_dict()["state"]
-        assert state.keys() == saved["state"].keys() and len(state) > 0
+        assert state.keys() == saved["state"].keys()
+        assert len(state) > 0
         for k in state:
             assert torch.equal(state[k]["exp_avg"], saved["state"][k]["exp_avg"])
             assert torch.equal(torch.as_tensor(state[k]["step"]), torch.as_tensor(saved["state"][k]["step"]))
@@ -79,7 +81,8 @@ def test_without_carry_the_stage_restarts_from_the_averages(stage_checkpoints, t
     parts = joint_parts([a, b], tiny_shards)
     assert all(len(o.state_dict()["state"]) == 0 for o in parts.optimizers.values())
     ema = load_file(str(a / "ema_mat_G.safetensors"))
-    assert same(parts.networks["mat_G"], ema) and same(parts.ema["mat_G"], ema)
+    assert same(parts.networks["mat_G"], ema)
+    assert same(parts.ema["mat_G"], ema)
 
 
 def test_joint_trains_from_carried_state(stage_checkpoints, tiny_shards, tmp_path, caplog):
@@ -100,7 +103,8 @@ def test_sources_that_cannot_carry_are_refused_before_the_run(stage_checkpoints,
             "run.name=e", f"init.from_weights=[{a},{export}]", "init.carry_state=true"]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert str(export) in err and "holds weights only" in err
+    assert str(export) in err
+    assert "holds weights only" in err
     assert not (tmp_path / "runs" / "e").exists()
 
     old = tmp_path / "old-checkpoint"  # written before the prepare order was recorded
