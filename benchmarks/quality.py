@@ -54,6 +54,7 @@ from benchmarks.study import (
     bootstrap_diff,
     build_data,
     ci_text,
+    compare,
     contest_eval_set,
     mean_over,
     per_image,
@@ -152,9 +153,6 @@ def pipelines(S: int, branch: Branch = Branch()) -> dict[str, tuple[list[str], s
         f"(c) start: (b) at step {at}": ([f"b-inpaint@{at}", f"b-colorize@{at}"], "what (c) started from"),
         "(d) joint end to end from the start": (["d-joint-e2e"], "joint S steps from random init"),
     }
-
-
-PIPELINES = pipelines(200)  # the default design's names (the study's tables and its tests)
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -501,8 +499,7 @@ def test_study(ns: argparse.Namespace, out: Path, S: int, letters: set[str], bra
         ref = results.get(f"(b) two-stage, trained separately, {key.rsplit(', ', 1)[1]}")
         diffs = {}
         if ref is not None and ref is not runs:
-            diffs = {k: bootstrap_diff([per_image(r, k) for r in runs], [per_image(r, k) for r in ref])
-                     for k in ("M", "C", "score")}  # fmt: skip
+            diffs = {k: compare(runs, ref, k) for k in ("M", "C", "score")}
         summary[key] = {"mean": mean, "vs_b": diffs, "per_seed": [r["mean"] for r in runs]}
         versus = " | ".join(ci_text(diffs[k]) for k in ("M", "C", "score")) if diffs else " | | "
         lines.append(f"| {key} | {mean['S']:.4f} | {mean['M']:.4f} | {mean['C']:.4f} | **{mean['score']:.4f}** | "
