@@ -5,6 +5,8 @@ tuned on), through `restoration-predict` at the contest's size, against the answ
         --seeds 0 1 2 [--set loss.hue_hist=4 ...]                 # trains (reused when done), predicts, scores
     python -m benchmarks.preset_eval score --split runs/source-split --tag base --seeds 0 1 2 \\
         --as base+flip -- --chroma-flip                          # the same models, other restoration-predict flags
+    python -m benchmarks.preset_eval ingest --split runs/source-split --tag old --seeds 0 1 2
+                                                                 # scores pred/old-seedK, written by other code
     python -m benchmarks.preset_eval report --split runs/source-split --tags base base+flip --vs base
 
 Every choice a training makes (its inference settings) is made on the split's val sources; the test photos are
@@ -24,7 +26,7 @@ import numpy as np
 
 from benchmarks.study import ci_text, compare, score_with_predict
 from restoration import train
-from restoration.scoring import score_anchors
+from restoration.scoring import evaluate_files, score_anchors
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("S", "M", "C", "score")
@@ -51,6 +53,20 @@ def train_and_score(split: Path, config: Path, tag: str, seed: int, overrides: l
 def score(split: Path, tag: str, seed: int, run_dir: Path, flags: list[str]) -> dict:
     contest = Path(json.loads((split / "split.json").read_text())["test"])
     result = score_with_predict([run_dir], contest, split / "pred" / f"{tag}-seed{seed}", flags)
+    return keep(split, tag, seed, result)
+
+
+def ingest(split: Path, tag: str, seed: int) -> dict:
+    """Score predictions another checkout (an older commit, another tool) wrote to `pred/TAG-seedK` for the test
+    photos, so that they enter `report`'s paired intervals like this checkout's own runs."""
+    contest = Path(json.loads((split / "split.json").read_text())["test"])
+    pred = split / "pred" / f"{tag}-seed{seed}"
+    if not pred.is_dir():
+        raise SystemExit(f"{pred}: no such folder (restoration-predict --input {contest / 'test.csv'} --out {pred})")
+    return keep(split, tag, seed, evaluate_files(pred, contest / "gt", inputs=[str(contest / "test.csv")]))
+
+
+def keep(split: Path, tag: str, seed: int, result: dict) -> dict:
     path = result_path(split, tag, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
@@ -98,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="python -m benchmarks.preset_eval", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=("train", "score", "report"))
+    parser.add_argument("action", choices=("train", "score", "ingest", "report"))
     parser.add_argument("--split", type=Path, default=Path("runs/source-split"))
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "cpu30.yaml")
     parser.add_argument("--tag", default="base")
@@ -114,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     elif ns.action == "score":
         for seed in ns.seeds:
             score(ns.split, ns.as_tag or ns.tag, seed, ns.split / "runs" / f"{ns.tag}-seed{seed}", flags)
+    elif ns.action == "ingest":
+        for seed in ns.seeds:
+            ingest(ns.split, ns.tag, seed)
     else:
         table = report(ns.split, ns.tags, ns.seeds, ns.vs)
         (ns.split / "results" / "report.md").write_text(table + "\n")

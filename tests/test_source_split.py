@@ -62,3 +62,39 @@ def test_the_preset_report_pairs_seeds_and_photos_against_the_reference(tmp_path
     lo = float(cells[8].split("[")[1].split(",")[0])
     assert lo > 0  # a consistent +0.05 on every photo of every seed: the interval is above 0
     assert table.startswith("20 test photos")
+
+
+def test_ingest_scores_predictions_another_checkout_wrote(tmp_path):
+    """`ingest` scores pred/TAG-seedK against the test photos like `score` does, so an older commit's predictions
+    enter the report; a missing folder is named."""
+    from PIL import Image
+
+    from benchmarks import preset_eval
+
+    contest = tmp_path / "contest"
+    for sub in ("gt", "test_input"):
+        (contest / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = ["input_image_path"]
+    for i in range(2):
+        rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        gray = np.asarray(Image.fromarray(rgb).convert("L")).copy()
+        gray[8:20, 8:20] = 128  # the lost region, filled with one gray value like the contest's test inputs
+        Image.fromarray(rgb).save(contest / "gt" / f"p{i}.png")
+        Image.fromarray(gray).save(contest / "test_input" / f"p{i}.png")
+        rows.append(f"./test_input/p{i}.png")
+    (contest / "test.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "split.json").write_text(json.dumps({"test": str(contest)}))
+    pred = tmp_path / "pred" / "old-seed0"
+    pred.mkdir(parents=True)
+    for i in range(2):  # the truth itself, and a gray answer
+        img = Image.open(contest / "gt" / f"p{i}.png")
+        (img if i == 0 else img.convert("L").convert("RGB")).save(pred / f"p{i}.png")
+    result = preset_eval.ingest(tmp_path, "old", 0)
+    scores = {r["name"]: r for r in result["images"]}
+    assert scores["p0"]["score"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["p1"]["C"] < 0.5
+    kept = json.loads(preset_eval.result_path(tmp_path, "old", 0).read_text())
+    assert kept["count"] == 2
+    with pytest.raises(SystemExit, match="old-seed1"):
+        preset_eval.ingest(tmp_path, "old", 1)
