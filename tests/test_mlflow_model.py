@@ -229,7 +229,7 @@ def test_export_logs_registers_and_the_model_loads_by_name(tiny_export, tmp_path
     assert rc == 0
     assert "logged the pyfunc model, with its MODEL_CARD.md, into run" in capsys.readouterr().out
     with fluent_mlflow(uri):
-        model = mlflow.pyfunc.load_model("models:/tiny-pipeline/1")
+        model = mlflow.pyfunc.load_model("models:/tiny-pipeline/1", dst_path=str(tmp_path))  # not /tmp
         card = Path(mlflow.artifacts.download_artifacts(f"models:/tiny-pipeline/1/{CARD_FILE}", dst_path=str(tmp_path)))
         client = mlflow.MlflowClient()
         logged = client.get_logged_model(mlflow.models.get_model_info("models:/tiny-pipeline/1").model_id)

@@ -104,7 +104,8 @@ def test_every_stage_trains_evaluates_and_exports(stage, tmp_path, tiny_shards):
         from restoration.tracking import fluent_mlflow
 
         with fluent_mlflow(client.tracking_uri):
-            model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+            # dst_path: mlflow would otherwise download the model into a /tmp folder it never removes (46 MB)
+            model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path))
         photo = next((tiny_shards.parent / "photos").glob("*.png"))
         out = model.predict(pd.DataFrame({"path": [str(photo)]}))
         assert out["width"][0] == 96
