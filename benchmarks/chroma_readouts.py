@@ -23,7 +23,7 @@ from torch import Tensor
 
 from restoration.data.color import gray_chroma_to_rgb, rgb_to_ycbcr
 from restoration.image_io import read_rgb
-from restoration.scoring import evaluate_files
+from restoration.scoring import score_contest_folder
 
 KEYS = ("S", "M", "C", "score")
 Readout = Callable[[Tensor, torch.Generator], Tensor]  # (1, 2, H, W) chroma -> chroma
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parser.parse_args(argv)
     print("| answer | " + " | ".join(KEYS) + " |\n|---|" + "---|" * len(KEYS))
     for name, folder in answers(ns.preds, ns.out).items():
-        mean = evaluate_files(folder, ns.contest / "gt", inputs=[str(ns.contest / "test.csv")])["mean"]
+        mean = score_contest_folder(folder, ns.contest)["mean"]
         print(f"| {name} | " + " | ".join(f"{np.float64(mean[k]):.4f}" for k in KEYS) + " |", flush=True)
 
 

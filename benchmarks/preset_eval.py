@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.study import ci_text, compare, score_with_predict
 from restoration import train
-from restoration.scoring import evaluate_files, score_anchors
+from restoration.scoring import score_anchors, score_contest_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("S", "M", "C", "score")
@@ -63,7 +63,7 @@ def ingest(split: Path, tag: str, seed: int) -> dict:
     pred = split / "pred" / f"{tag}-seed{seed}"
     if not pred.is_dir():
         raise SystemExit(f"{pred}: no such folder (restoration-predict --input {contest / 'test.csv'} --out {pred})")
-    return keep(split, tag, seed, evaluate_files(pred, contest / "gt", inputs=[str(contest / "test.csv")]))
+    return keep(split, tag, seed, score_contest_folder(pred, contest))
 
 
 def keep(split: Path, tag: str, seed: int, result: dict) -> dict:

@@ -22,7 +22,7 @@ from restoration.data.masks import MaskConfig, sample_known_mask
 from restoration.image_io import read_rgb, write_png_atomic
 from restoration.pipeline import load_pipeline
 from restoration.predict import pick_device
-from restoration.scoring import evaluate_files
+from restoration.scoring import score_contest_folder
 
 # -- data ----------------------------------------------------------------------------------------------------
 
@@ -96,7 +96,7 @@ def score_with_predict(models: list[Path], contest: Path, pred_dir: Path, flags:
     args += ["--input", str(contest / "test.csv"), "--out", str(pred_dir), "--device", "auto", *flags]
     if predict.main(args) != 0:
         raise SystemExit(f"restoration-predict failed on {models}")
-    return evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+    return score_contest_folder(pred_dir, contest)
 
 
 # -- statistics over seeds and photos --------------------------------------------------------------------------

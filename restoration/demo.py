@@ -87,7 +87,7 @@ def print_comparison(run_dir: Path) -> None:
     if not scores.is_file():
         return
     from restoration import predict
-    from restoration.scoring import evaluate_files
+    from restoration.scoring import score_contest_folder
 
     chosen = chosen_inpaint_mode(run_dir)
     rows = {f"restoration-predict (trained, {chosen})": json.loads(scores.read_text())["mean"]}
@@ -97,7 +97,7 @@ def print_comparison(run_dir: Path) -> None:
                   "--inpaint-mode", other]  # fmt: skip
     print("\n$ restoration-predict " + " ".join(other_args))
     if predict.main(other_args) == 0:
-        other_scores = evaluate_files(other_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+        other_scores = score_contest_folder(other_dir, contest)
         rows[f"  same, --inpaint-mode {other}"] = other_scores["mean"]
     anchors = score_anchors(contest, run_dir / "demo-anchors", ("input", "telea"))
     rows["the masked input unchanged"] = anchors["input"]["mean"]

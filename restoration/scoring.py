@@ -221,11 +221,17 @@ def contest_pairs(contest: Path) -> list[dict]:
     return pairs
 
 
+def score_contest_folder(pred_dir: Path, contest: Path) -> dict:
+    """A folder of predictions for a contest-layout set (`gt/`, `test_input/`, `test.csv`) scored like a submission:
+    the lost region comes from each input against its ground truth."""
+    return evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+
+
 def score_answers(contest: Path, pairs: list[dict], answers: list[np.ndarray], pred_dir: Path) -> dict:
     """(H, W, 3) uint8 answers, one per pair, written to `pred_dir` and scored against the folder's ground truth."""
     for pair, rgb in zip(pairs, answers, strict=True):
         write_png_atomic(rgb, pred_dir / f"{pair['key']}.png")
-    return evaluate_files(pred_dir, contest / "gt", inputs=[str(contest / "test.csv")])
+    return score_contest_folder(pred_dir, contest)
 
 
 def score_anchors(contest: Path, dst: Path, names: Sequence[str] = ANCHORS) -> dict[str, dict]:
